@@ -1,0 +1,1 @@
+from tether.version import __version__ as __version__

@@ -1,0 +1,1 @@
+"""Datasets, metrics and runners that turn quality into numbers."""

@@ -1,0 +1,1 @@
+"""Loading and chunking sources by content type; stable chunk ids."""

@@ -1,0 +1,1 @@
+"""The model boundary: embedders now, chat models later, and wrappers that compose."""

@@ -1,0 +1,1 @@
+"""Hybrid retrieval over a Store: keyword + dense candidates, fused, reranked, packed."""

@@ -1,0 +1,132 @@
+"""One Settings object. Precedence: defaults < configs/tether.toml < .env < TETHER_* env < flags.
+
+Secrets (API keys, passwords, tokens) are read from the environment, `.env` or a secrets
+directory only; a config file that holds one is rejected, because config files get
+committed and secrets in git outlive every rotation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_data_dir
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tether.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("configs/tether.toml")
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|token|credential)", re.I)
+
+
+def default_store_url() -> str:
+    return "sqlite:///" + str(Path(user_data_dir("tether", appauthor=False)) / "tether.db")
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("TETHER_CONFIG", str(DEFAULT_CONFIG_FILE)))
+
+
+def _secret_paths(data: Any, prefix: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            if _SECRET_KEY.search(str(key)):
+                found.append(path)
+            found.extend(_secret_paths(value, path + "."))
+    return found
+
+
+class _CheckedTomlSource(TomlConfigSettingsSource):
+    """TOML source that refuses files containing secret-looking keys."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            bad = _secret_paths(data)
+            if bad:
+                raise ConfigError(
+                    f"{path} holds secret-looking keys ({', '.join(bad)}); put secrets in "
+                    "the environment or .env, never in a config file"
+                )
+        super().__init__(settings_cls, toml_file=path)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TETHER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        secrets_dir=None,
+    )
+
+    #: Where the store lives: sqlite:///path/to/tether.db (postgresql:// later).
+    store: str = Field(default_factory=default_store_url)
+    #: Tenant the CLI uses when none is given. The store API itself never defaults one.
+    default_tenant: str = "default"
+    #: Principals the CLI acts as; "*" sees only chunks public within the tenant.
+    principals: list[str] = Field(default_factory=lambda: ["*"])
+
+    embedder: str = "minilm"
+    #: Key for a remote embeddings endpoint, if one is configured (env / .env only).
+    embeddings_api_key: SecretStr | None = None
+    embeddings_base_url: str | None = None
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    embed_max_tokens: int = Field(default=256, ge=16, le=512)
+    embed_threads: int = Field(default=0, ge=0)
+
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    chunk_max_chars: int = Field(default=1200, ge=200)
+    chunk_overlap_chars: int = Field(default=150, ge=0)
+
+    top_k: int = Field(default=8, ge=1, le=200)
+    candidates: int = Field(default=100, ge=1, le=2000)
+    fusion: str = "rrf"
+    rrf_k: int = Field(default=60, ge=1)
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    context_tokens: int = Field(default=1500, ge=64)
+    per_source_cap: int = Field(default=3, ge=1)
+    max_question_chars: int = Field(default=2000, ge=1)
+    decline_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+
+    @field_validator("store")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("TETHER_STORE must start with sqlite:/// or postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _CheckedTomlSource(settings_cls, config_file())
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings, toml)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with CLI flags (non-None overrides) on top of everything else."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
