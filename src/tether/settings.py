@@ -11,9 +11,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -25,7 +25,9 @@ from pydantic_settings import (
 from tether.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("configs/tether.toml")
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|token|credential)", re.I)
+_SECRET_KEY = re.compile(
+    r"(^|[_-])(api[_-]?key|key|secret|password|passwd|token|credentials?)$", re.I
+)
 
 
 def default_store_url() -> str:
@@ -81,13 +83,20 @@ class Settings(BaseSettings):
     #: Principals the CLI acts as; "*" sees only chunks public within the tenant.
     principals: list[str] = Field(default_factory=lambda: ["*"])
 
+    #: "minilm" (embedded) or "openai-compat:http://host:port/v1#model" (needs embeddings_dim).
     embedder: str = "minilm"
+    embeddings_dim: int | None = Field(default=None, ge=1)
     #: Key for a remote embeddings endpoint, if one is configured (env / .env only).
     embeddings_api_key: SecretStr | None = None
-    embeddings_base_url: str | None = None
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     embed_max_tokens: int = Field(default=256, ge=16, le=512)
     embed_threads: int = Field(default=0, ge=0)
+    #: SQLite file caching document embeddings by hash(model, text); "off" disables it.
+    embed_cache: str = Field(
+        default_factory=lambda: str(
+            Path(user_cache_dir("tether", appauthor=False)) / "embeddings.db"
+        )
+    )
 
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     chunk_max_chars: int = Field(default=1200, ge=200)
@@ -95,7 +104,8 @@ class Settings(BaseSettings):
 
     top_k: int = Field(default=8, ge=1, le=200)
     candidates: int = Field(default=100, ge=1, le=2000)
-    fusion: str = "rrf"
+    #: "convex" (min-max normalised weighted sum) beat RRF on SciFact; see docs/benchmarks.md.
+    fusion: Literal["rrf", "convex", "zconvex"] = "convex"
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 

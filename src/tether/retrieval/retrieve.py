@@ -17,7 +17,7 @@ from tether.types import ScoredChunk
 @dataclass(frozen=True)
 class RetrievalConfig:
     candidates: int = 100
-    fusion: FusionMethod = "rrf"
+    fusion: FusionMethod = "convex"
     rrf_k: int = 60
     dense_weight: float = 0.5
     #: "hybrid", or one side alone for ablations.

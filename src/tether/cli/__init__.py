@@ -1,0 +1,31 @@
+"""The `tether` command line: thin typer commands over the async library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tether.cli import ask, demo, evaluate, ingest
+from tether.errors import TetherError
+
+app = typer.Typer(
+    name="tether",
+    help="Grounded, cited answers from your documents - offline by default.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("ingest")(ingest.ingest_command)
+app.command("ask")(ask.ask_command)
+app.command("demo")(demo.demo_command)
+app.add_typer(evaluate.app, name="eval")
+
+
+def main() -> None:
+    try:
+        app()
+    except TetherError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
+        sys.exit(2)

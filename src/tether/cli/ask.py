@@ -1,0 +1,90 @@
+"""`tether ask "question"`"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tether.cli import render
+from tether.cli.runtime import open_runtime
+from tether.models.extractive import ExtractiveOptions
+from tether.rag import AnswerConfig, AnswerResult, answer
+from tether.retrieval.pack import PackOptions
+from tether.retrieval.retrieve import RetrievalConfig
+from tether.settings import Settings, load_settings
+from tether.store.filters import parse_filter
+
+
+def answer_config(settings: Settings, k: int | None = None) -> AnswerConfig:
+    return AnswerConfig(
+        k=k or settings.top_k,
+        max_question_chars=settings.max_question_chars,
+        retrieval=RetrievalConfig(
+            candidates=settings.candidates,
+            fusion=settings.fusion,
+            rrf_k=settings.rrf_k,
+            dense_weight=settings.dense_weight,
+        ),
+        packing=PackOptions(
+            max_tokens=settings.context_tokens, per_source_cap=settings.per_source_cap
+        ),
+        extractive=ExtractiveOptions(decline_threshold=settings.decline_threshold),
+    )
+
+
+async def run_ask(
+    settings: Settings,
+    question: str,
+    tenant: str | None,
+    principals: list[str] | None,
+    filters: list[str],
+    k: int | None,
+) -> AnswerResult:
+    parsed = [parse_filter(f) for f in filters]
+    async with open_runtime(settings) as rt:
+        return await answer(
+            question,
+            store=rt.store,
+            embedder=rt.embedder,
+            scope=rt.scope(tenant, principals),
+            filters=parsed,
+            config=answer_config(settings, k),
+        )
+
+
+def ask_command(
+    question: Annotated[str, typer.Argument(help="The question to answer from the store.")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant to search.")] = None,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option("--principal", help="Principal the caller holds (repeatable)."),
+    ] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter", help="Metadata filter: key=value, key=a|b, key>=value (repeatable)."
+        ),
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="Chunks to retrieve.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    store: Annotated[str | None, typer.Option(help="Store URL.")] = None,
+) -> None:
+    """Answer a question from the ingested documents, citing the chunks it used."""
+    settings = load_settings(store=store)
+    result = asyncio.run(run_ask(settings, question, tenant, principal, filter_ or [], k))
+    if as_json:
+        payload = {
+            **result.answer.model_dump(mode="json"),
+            "retrieved": [
+                {"chunk_id": r.chunk.id, "source_id": r.chunk.source_id, "score": r.score}
+                for r in result.retrieved
+            ],
+            "timings_ms": result.timings_ms,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        render.answer(Console(), question, result)
