@@ -21,15 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from tether.errors import StoreError
+from tether.lexical import query_terms
 from tether.models.embedder import Vectors
+from tether.store.bm25 import BM25Params, Postings, build_postings
 from tether.store.filters import Filter, compile_sqlite, normalise_time
-from tether.store.fts import match_expression
 from tether.store.protocol import DocumentRecord, Scope
 from tether.types import PUBLIC, Chunk
 
 SCHEMA_VERSION = 1
-#: BM25 weight of the title column relative to section and text (SciFact: 2.0 > 1.0).
-TITLE_WEIGHT = 2.0
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -68,6 +67,16 @@ CREATE TABLE IF NOT EXISTS chunks (
     UNIQUE (tenant_id, id)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (tenant_id, source_id);
+CREATE TABLE IF NOT EXISTS keyword_cache (
+    tenant_id  TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    payload    BLOB NOT NULL
+);
+"""
+# A scratch FTS5 table with the same tokenizer turns query text into index terms.
+_PROBE = """
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.probe USING fts5(t, tokenize='porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.probe_terms USING fts5vocab(temp, probe, 'instance');
 """
 
 _CHUNK_COLUMNS = (
@@ -77,12 +86,16 @@ _CHUNK_COLUMNS = (
 
 
 @dataclass
-class _VectorIndex:
+class _TenantIndex:
+    """One tenant's in-memory search structures, valid for one store generation."""
+
     generation: int
+    part: int
     rowids: npt.NDArray[np.int64]
     ids: list[str]
     matrix: Vectors
     public: npt.NDArray[np.bool_]
+    postings: Postings | None = None
 
 
 def _acl_clause(scope: Scope, alias: str = "c") -> tuple[str, list[object]]:
@@ -148,12 +161,13 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_PROBE)
             self._check_meta()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         # One connection, used from worker threads one at a time.
         self._lock = threading.RLock()
-        self._indexes: dict[str, _VectorIndex] = {}
+        self._indexes: dict[str, _TenantIndex] = {}
 
     def _check_meta(self) -> None:
         rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -358,47 +372,93 @@ class SQLiteStore:
     async def keyword_search(
         self, scope: Scope, text: str, filters: Sequence[Filter], limit: int
     ) -> list[tuple[str, float]]:
-        expression = match_expression(text)
-        if not expression:
+        words = query_terms(text)
+        if not words:
             return []
-        acl, acl_params = _acl_clause(scope)
-        where, filter_params = compile_sqlite(list(filters))
 
-        def query() -> list[tuple[str, float]]:
-            part = self._part(scope.tenant_id, create=False)
-            if part is None:
+        def search() -> list[tuple[str, float]]:
+            index = self._index(scope.tenant_id)
+            if index is None or not index.ids:
                 return []
-            fts = f"fts_{part}"
-            # bm25() is lower-is-better; negate so every signal is higher-is-better.
-            score = f"-bm25({fts}, {TITLE_WEIGHT}, 1.0, 1.0)"
-            if not filters and self._all_public(scope.tenant_id):
-                # Every row is visible: rank inside FTS5 first and join only the top rows,
-                # which skips the per-row join cost. The tenant predicate stays.
-                sql = (
-                    f"SELECT c.id, f.score FROM (SELECT rowid, {score} AS score FROM {fts} "
-                    f"WHERE {fts} MATCH ? ORDER BY score DESC LIMIT ?) AS f "
-                    "JOIN chunks c ON c.rowid = f.rowid WHERE c.tenant_id = ? AND c.acl_public = 1 "
-                    "ORDER BY f.score DESC"
-                )
-                params: tuple[object, ...] = (expression, limit, scope.tenant_id)
-            else:
-                sql = (
-                    f"SELECT c.id, {score} AS score FROM {fts} JOIN chunks c ON c.rowid = {fts}.rowid "
-                    f"WHERE {fts} MATCH ? AND c.tenant_id = ? AND {acl} AND {where} "
-                    "ORDER BY score DESC LIMIT ?"
-                )
-                params = (expression, scope.tenant_id, *acl_params, *filter_params, limit)
-            return [(str(i), float(s)) for i, s in self._db.execute(sql, params).fetchall()]
+            scores = self._postings(scope.tenant_id, index).scores(self._index_terms(words))
+            return self._top(index, scores, self._mask(scope, filters, index), limit, positive=True)
 
-        return await self._run(query)
+        return await self._run(search)
 
-    def _all_public(self, tenant_id: str) -> bool:
-        index = self._index(tenant_id)
-        return index is not None and bool(index.public.all())
+    def _index_terms(self, words: list[str]) -> list[str]:
+        """The terms FTS5 itself would index for these words (porter-stemmed, folded), one per
+        word: two words with one stem count twice, as two phrases of a MATCH query do."""
+        self._db.execute("INSERT INTO temp.probe (rowid, t) VALUES (1, ?)", (" ".join(words),))
+        try:
+            return [
+                str(r[0])
+                for r in self._db.execute("SELECT term FROM temp.probe_terms ORDER BY offset")
+            ]
+        finally:
+            self._db.execute("DELETE FROM temp.probe")
 
-    def _index(self, tenant_id: str) -> _VectorIndex | None:
+    def _postings(self, tenant_id: str, index: _TenantIndex) -> Postings:
+        if index.postings is not None:
+            return index.postings
         row = self._db.execute(
-            "SELECT generation FROM tenants WHERE tenant_id = ?", (tenant_id,)
+            "SELECT generation, payload FROM keyword_cache WHERE tenant_id = ?", (tenant_id,)
+        ).fetchone()
+        if row is not None and row[0] == index.generation:
+            index.postings = Postings.from_bytes(row[1])
+            return index.postings
+        vocab = f"vocab_{index.part}"
+        self._db.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{vocab} "
+            f"USING fts5vocab(main, fts_{index.part}, 'instance')"
+        )
+        rows = self._db.execute(
+            f"SELECT term, doc, col, COUNT(*) FROM temp.{vocab} GROUP BY term, doc, col"
+        ).fetchall()
+        column = {name: i for i, name in enumerate(("title", "section", "text"))}
+        index.postings = build_postings(
+            [(t, d, column[c], n) for t, d, c, n in rows], index.rowids, BM25Params()
+        )
+        # Cache for the next process; a concurrent writer bumping the generation just
+        # makes this entry stale, never wrong.
+        self._db.execute(
+            "INSERT OR REPLACE INTO keyword_cache (tenant_id, generation, payload) VALUES (?, ?, ?)",
+            (tenant_id, index.generation, index.postings.to_bytes()),
+        )
+        return index.postings
+
+    def _mask(
+        self, scope: Scope, filters: Sequence[Filter], index: _TenantIndex
+    ) -> npt.NDArray[np.bool_] | None:
+        """Rows the scope may see under the filters; None when that is every row."""
+        if filters or (scope.principals != {PUBLIC} and not index.public.all()):
+            return np.isin(index.rowids, self._allowed_rowids(scope, filters))
+        if not index.public.all():
+            return index.public
+        return None
+
+    @staticmethod
+    def _top(
+        index: _TenantIndex,
+        scores: npt.NDArray[np.floating[Any]],
+        mask: npt.NDArray[np.bool_] | None,
+        limit: int,
+        *,
+        positive: bool = False,
+    ) -> list[tuple[str, float]]:
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        if positive:
+            scores = np.where(scores > 0, scores, -np.inf)
+        n = min(limit, len(scores))
+        if n <= 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(index.ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
+
+    def _index(self, tenant_id: str) -> _TenantIndex | None:
+        row = self._db.execute(
+            "SELECT generation, part FROM tenants WHERE tenant_id = ?", (tenant_id,)
         ).fetchone()
         if row is None:
             return None
@@ -410,8 +470,9 @@ class SQLiteStore:
             (tenant_id,),
         ).fetchall()
         matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32)
-        index = _VectorIndex(
+        index = _TenantIndex(
             generation=int(row[0]),
+            part=int(row[1]),
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             ids=[r[1] for r in rows],
             matrix=matrix.reshape(len(rows), self.dim),
@@ -441,15 +502,7 @@ class SQLiteStore:
             if index is None or not index.ids:
                 return []
             scores = index.matrix @ query_vec
-            if filters or (scope.principals != {PUBLIC} and not index.public.all()):
-                allowed = np.isin(index.rowids, self._allowed_rowids(scope, filters))
-                scores = np.where(allowed, scores, -np.inf)
-            elif not index.public.all():
-                scores = np.where(index.public, scores, -np.inf)
-            n = min(limit, len(scores))
-            top = np.argpartition(-scores, n - 1)[:n]
-            top = top[np.argsort(-scores[top], kind="stable")]
-            return [(index.ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
+            return self._top(index, scores, self._mask(scope, filters, index), limit)
 
         return await self._run(search)
 
