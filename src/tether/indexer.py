@@ -131,7 +131,9 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _source_id(path: Path) -> str:
-    return path.resolve().as_posix()
+    # Absolute but not symlink-resolved: a linked file belongs to the folder it sits in,
+    # so it is skipped when unchanged and removed when the link goes.
+    return Path(os.path.abspath(path)).as_posix()
 
 
 async def ingest_paths(
@@ -157,28 +159,24 @@ async def ingest_paths(
         },
         sort_keys=True,
     )
-    files: list[Path] = []
+    files: dict[str, Path] = {}
     gone: list[str] = []
     roots: list[str] = []
     for path in paths:
+        # A folder named twice, or a file inside a named folder, is still one document.
         if path.is_dir():
             roots.append(_source_id(path) + "/")
-            files.extend(_walk(path))
+            files.update((_source_id(p), p) for p in _walk(path))
         elif path.is_file():
-            files.append(path)
+            files.setdefault(_source_id(path), path)
         else:
             gone.append(_source_id(path))
-    known: dict[str, str] = {}
-    for root in roots:
-        known.update(await store.document_hashes(tenant_id, root))
+    known = await store.document_hashes(tenant_id)
     for source_id in gone:
-        stored = (await store.document_hashes(tenant_id, source_id)).get(source_id)
-        if stored is None:
+        if source_id not in known:
             report.files.append(
                 FileOutcome(source_id=source_id, status="failed", reason="no such file or folder")
             )
-        else:
-            known[source_id] = stored
     seen: set[str] = set()
     batch = _Batch()
 
@@ -196,8 +194,7 @@ async def ingest_paths(
                 report.files.append(doc.outcome)
         batch.docs.clear()
 
-    for done, path in enumerate(files, start=1):
-        source_id = _source_id(path)
+    for done, (source_id, path) in enumerate(files.items(), start=1):
         seen.add(source_id)
         if on_progress:
             on_progress(done, len(files), path.name)
@@ -230,6 +227,8 @@ async def ingest_paths(
         except (IngestError, OSError) as exc:
             outcome.status = "failed"
             outcome.reason = str(exc) if isinstance(exc, IngestError) else f"cannot read: {exc}"
+            if source_id in known:
+                outcome.reason += " (the previously ingested version is kept)"
             report.files.append(outcome)
             continue
         outcome.chunks = len(chunks)
@@ -238,7 +237,11 @@ async def ingest_paths(
         if batch.size >= batch_chunks:
             await flush()
     await flush()
-    removed = sorted({s for s in known if s not in seen})
+    removed = sorted(
+        s
+        for s in known
+        if s not in seen and (s in gone or any(s.startswith(root) for root in roots))
+    )
     if removed:
         await store.delete_documents(tenant_id, removed)
         report.files.extend(FileOutcome(source_id=s, status="removed") for s in removed)

@@ -7,7 +7,7 @@ holding a list (e.g. `speakers`), `eq` and `in` mean "contains".
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -81,6 +81,19 @@ def parse_filter(text: str) -> Filter:
         raise InvalidFilter(str(exc)) from exc
 
 
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _whole_day(field: str, value: Scalar) -> tuple[str, str] | None:
+    if field not in DATE_COLUMNS or not isinstance(value, str) or not _DATE_ONLY.match(value):
+        return None
+    try:
+        first = date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidFilter(f"not an ISO date: {value!r}") from exc
+    return normalise_time(first), normalise_time(first + timedelta(days=1))
+
+
 def _value(field: str, value: Scalar) -> Scalar:
     return normalise_time(str(value)) if field in DATE_COLUMNS else value
 
@@ -99,6 +112,19 @@ def compile_sqlite(
             raise InvalidFilter(f"range filter on {flt.field!r} takes one value")
         marks = ",".join("?" * len(values))
         params_for = [_value(flt.field, v) for v in values]
+        day = _whole_day(flt.field, values[0]) if len(values) == 1 else None
+        if day is not None and flt.op in ("eq", "lte", "gt"):
+            # A date without a time names the whole day: "<= 2024-01-31" includes Jan 31.
+            column = f"{alias}.{flt.field}"
+            start, end = day
+            clause = {
+                "eq": f"({column} >= ? AND {column} < ?)",
+                "lte": f"{column} < ?",
+                "gt": f"{column} >= ?",
+            }[flt.op]
+            clauses.append(clause)
+            params.extend([start, end] if flt.op == "eq" else [end])
+            continue
         if flt.field in COLUMNS:
             column = f"{alias}.{flt.field}"
             if flt.op == "in":

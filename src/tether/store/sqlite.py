@@ -345,11 +345,16 @@ class SQLiteStore:
     # -- reads ---------------------------------------------------------------------------
 
     async def list_documents(self, scope: Scope) -> list[DocumentRecord]:
+        """Documents with at least one chunk the scope may see."""
+        acl, acl_params = _acl_clause(scope)
+
         def query() -> list[DocumentRecord]:
             rows = self._db.execute(
-                "SELECT tenant_id, source_id, title, content_hash, chunk_count, ingested_at "
-                "FROM documents WHERE tenant_id = ? ORDER BY source_id",
-                (scope.tenant_id,),
+                "SELECT d.tenant_id, d.source_id, d.title, d.content_hash, d.chunk_count, "
+                "d.ingested_at FROM documents d WHERE d.tenant_id = ? AND EXISTS (SELECT 1 FROM "
+                f"chunks c WHERE c.tenant_id = d.tenant_id AND c.source_id = d.source_id AND {acl}) "
+                "ORDER BY d.source_id",
+                (scope.tenant_id, *acl_params),
             ).fetchall()
             return [
                 DocumentRecord(t, s, ti, h, n, datetime.fromisoformat(at))
