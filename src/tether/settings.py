@@ -26,7 +26,9 @@ from tether.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("configs/tether.toml")
 _SECRET_KEY = re.compile(
-    r"(^|[_-])(api[_-]?key|key|secret|password|passwd|token|credentials?)$", re.I
+    r"(api[_-]?key|secret[_-]?key|private[_-]?key|access[_-]?key|(^|[_-])key|secret|password|"
+    r"passwd|token|credentials?)$",
+    re.I,
 )
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from tether.errors import DatasetError
 
@@ -22,57 +22,66 @@ class BeirQuery(BaseModel):
     text: str
 
 
-def _jsonl(path: Path) -> list[dict[str, object]]:
+def _lines(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"missing file: {path}")
-    rows: list[dict[str, object]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object")
-            rows.append(row)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+
+
+def _jsonl(path: Path) -> list[tuple[int, dict[str, object]]]:
+    rows: list[tuple[int, dict[str, object]]] = []
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}:{number}: expected a JSON object")
+        rows.append((number, row))
     return rows
 
 
+def _need(path: Path, number: int, row: dict[str, object], *keys: str) -> list[str]:
+    missing = [k for k in keys if row.get(k) is None]
+    if missing:
+        raise DatasetError(f"{path}:{number}: row lacks {', '.join(missing)}")
+    return [str(row[k]) for k in keys]
+
+
 def load_corpus(path: Path) -> list[CorpusDoc]:
-    try:
-        return [
-            CorpusDoc(id=str(r["_id"]), title=str(r.get("title") or ""), text=str(r["text"]))
-            for r in _jsonl(path)
-        ]
-    except (KeyError, ValidationError) as exc:
-        raise DatasetError(f"{path}: corpus rows need _id and text ({exc})") from exc
+    docs = []
+    for number, row in _jsonl(path):
+        doc_id, text = _need(path, number, row, "_id", "text")
+        docs.append(CorpusDoc(id=doc_id, title=str(row.get("title") or ""), text=text))
+    return docs
 
 
 def load_queries(path: Path) -> list[BeirQuery]:
-    try:
-        return [BeirQuery(id=str(r["_id"]), text=str(r["text"])) for r in _jsonl(path)]
-    except (KeyError, ValidationError) as exc:
-        raise DatasetError(f"{path}: query rows need _id and text ({exc})") from exc
+    queries = []
+    for number, row in _jsonl(path):
+        query_id, text = _need(path, number, row, "_id", "text")
+        queries.append(BeirQuery(id=query_id, text=text))
+    return queries
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    if not path.is_file():
-        raise DatasetError(f"missing file: {path}")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise DatasetError(f"{path}: qrels need the header 'query-id corpus-id score'")
-        for number, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < 3:
-                raise DatasetError(f"{path}:{number}: expected 3 tab-separated fields")
-            try:
-                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{number}: score must be an integer") from exc
+    reader = csv.reader(_lines(path), delimiter="\t")
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+        raise DatasetError(f"{path}: qrels need the header 'query-id corpus-id score'")
+    for number, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) < 3:
+            raise DatasetError(f"{path}:{number}: expected 3 tab-separated fields")
+        try:
+            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{number}: score must be an integer") from exc
     return qrels

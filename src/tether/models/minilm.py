@@ -116,6 +116,3 @@ class MiniLMEmbedder:
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return l2_normalise(pooled.astype(np.float32))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text).ids)

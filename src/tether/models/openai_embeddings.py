@@ -33,6 +33,7 @@ class OpenAICompatibleEmbedder:
         self._model = model
         self._dim = dim
         self._batch_size = batch_size
+        self._secrets = [api_key] if api_key else []
 
     @property
     def model_id(self) -> str:
@@ -51,10 +52,13 @@ class OpenAICompatibleEmbedder:
                     "embeddings", json={"model": self._model, "input": part}
                 )
             except httpx.HTTPError as exc:
-                raise EmbeddingError(f"embeddings endpoint unreachable: {exc}") from exc
+                raise EmbeddingError(
+                    f"embeddings endpoint unreachable: {self._redact(str(exc))}"
+                ) from exc
             if response.status_code != 200:
                 raise EmbeddingError(
-                    f"embeddings endpoint answered {response.status_code}: {response.text[:200]}"
+                    f"embeddings endpoint answered {response.status_code}: "
+                    f"{self._redact(response.text)[:200]}"
                 )
             try:
                 rows = sorted(response.json()["data"], key=lambda r: r["index"])
@@ -67,6 +71,12 @@ class OpenAICompatibleEmbedder:
                 )
             out[start : start + len(part)] = matrix
         return l2_normalise(out)
+
+    def _redact(self, text: str) -> str:
+        # Some gateways echo the rejected credential back; it must not reach a log.
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def aclose(self) -> None:
         await self._client.aclose()

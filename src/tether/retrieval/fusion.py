@@ -36,13 +36,23 @@ def _normalise(ranked: Ranked, how: Literal["minmax", "z"]) -> dict[str, float]:
     return {cid: float(v) for (cid, _), v in zip(ranked, norm, strict=True)}
 
 
+def _floor(normalised: dict[str, float], how: Literal["minmax", "z"]) -> float:
+    """What an id the list did not return scores on it: below anything it did return."""
+    if how == "minmax" or not normalised:
+        return 0.0
+    low = min(normalised.values())
+    # A constant list (one hit, or all tied) has every z at 0: missing ids go below it.
+    return low - 1.0 if low == max(normalised.values()) else low
+
+
 def convex(
     lists: Sequence[Ranked], *, weights: Sequence[float], how: Literal["minmax", "z"] = "minmax"
 ) -> list[tuple[str, float]]:
     """Weighted sum of per-query normalised scores; an id missing from a list gets that
-    list's floor (0 for min-max, the lowest z seen for z-scores)."""
+    list's floor (0 for min-max, the lowest z for z-scores), so a list that
+    returned a single hit does not lift everything it did not return."""
     normalised = [_normalise(ranked, how) for ranked in lists]
-    floors = [min(n.values(), default=0.0) for n in normalised]
+    floors = [_floor(n, how) for n in normalised]
     ids = {cid for n in normalised for cid in n}
     fused = {
         cid: sum(
