@@ -40,10 +40,16 @@ def chunk_texts(paths: list[Path]) -> list[str]:
     texts = []
     for path in paths:
         data = path.read_bytes()
-        parsed = formats.parse(formats.detect(path.name, data), data, name=path.name,
-                               options=ChunkOptions())
-        chunks = make_chunks(parsed.drafts, source_id=str(path), tenant_id="t",
-                             title=parsed.title or path.stem, acl=["*"])
+        parsed = formats.parse(
+            formats.detect(path.name, data), data, name=path.name, options=ChunkOptions()
+        )
+        chunks = make_chunks(
+            parsed.drafts,
+            source_id=str(path),
+            tenant_id="t",
+            title=parsed.title or path.stem,
+            acl=["*"],
+        )
         texts.extend(embedding_input(c) for c in chunks)
     return texts
 
@@ -61,8 +67,9 @@ async def main(docs: int, rounds: int) -> None:
             start = time.perf_counter()
             embedder.embed_sync(texts)
             bare.append(len(texts) / (time.perf_counter() - start))
-            store = SQLiteStore(Path(tmp) / f"store{r}.db", embed_model=embedder.model_id,
-                                dim=embedder.dim)
+            store = SQLiteStore(
+                Path(tmp) / f"store{r}.db", embed_model=embedder.model_id, dim=embedder.dim
+            )
             start = time.perf_counter()
             report = await ingest_paths([folder], store=store, embedder=embedder, tenant_id="t")
             full.append(report.chunks_written / (time.perf_counter() - start))

@@ -19,11 +19,11 @@ import numpy as np
 from benchmarks.common import DATA, OUT, require, write
 from tether.evals.beir import BeirQuery, load_corpus, load_qrels, load_queries
 from tether.evals.metrics import ndcg_at_k, percentile
-from tether.lexical import query_terms
-from tether.store.bm25 import BM25Params, build_postings
 from tether.evals.retrieval import evaluate_retrieval, index_corpus
+from tether.lexical import query_terms
 from tether.models.minilm import MiniLMEmbedder
 from tether.retrieval.retrieve import RetrievalConfig, search_vector
+from tether.store.bm25 import BM25Params, build_postings
 from tether.store.protocol import Scope
 from tether.store.sqlite import SQLiteStore
 
@@ -39,19 +39,27 @@ CONFIGS = [
 ]
 
 
-def bm25_sweep(db_path: Path, tenant: str, queries: list[BeirQuery],
-               qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+def bm25_sweep(
+    db_path: Path, tenant: str, queries: list[BeirQuery], qrels: dict[str, dict[str, int]]
+) -> dict[str, float]:
     """BM25-only nDCG@10 for a grid of k1, b and title weight, on FTS5's postings."""
     db = sqlite3.connect(db_path)
-    part, = db.execute("SELECT part FROM tenants WHERE tenant_id = ?", (tenant,)).fetchone()
+    (part,) = db.execute("SELECT part FROM tenants WHERE tenant_id = ?", (tenant,)).fetchone()
     db.execute(f"CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, fts_{part}, 'instance')")
-    db.execute("CREATE VIRTUAL TABLE temp.p USING fts5(t, tokenize='porter unicode61 remove_diacritics 2')")
+    db.execute(
+        "CREATE VIRTUAL TABLE temp.p USING fts5(t, tokenize='porter unicode61 remove_diacritics 2')"
+    )
     db.execute("CREATE VIRTUAL TABLE temp.pv USING fts5vocab(temp, p, 'instance')")
     column = {"title": 0, "section": 1, "text": 2}
-    rows = [(t, d, column[c], n) for t, d, c, n in
-            db.execute("SELECT term, doc, col, COUNT(*) FROM temp.v GROUP BY term, doc, col")]
-    ids = db.execute("SELECT rowid, source_id FROM chunks WHERE tenant_id = ? ORDER BY rowid",
-                     (tenant,)).fetchall()
+    rows = [
+        (t, d, column[c], n)
+        for t, d, c, n in db.execute(
+            "SELECT term, doc, col, COUNT(*) FROM temp.v GROUP BY term, doc, col"
+        )
+    ]
+    ids = db.execute(
+        "SELECT rowid, source_id FROM chunks WHERE tenant_id = ? ORDER BY rowid", (tenant,)
+    ).fetchall()
     rowids = np.array([r for r, _ in ids], dtype=np.int64)
     docs = [s.removeprefix("beir:") for _, s in ids]
     judged = [q for q in queries if q.id in qrels]
@@ -64,7 +72,9 @@ def bm25_sweep(db_path: Path, tenant: str, queries: list[BeirQuery],
     for k1 in (0.9, 1.2, 1.5):
         for b in (0.5, 0.75, 0.9):
             for title in (1.0, 2.0, 3.0):
-                postings = build_postings(rows, rowids, BM25Params(k1=k1, b=b, weights=(title, 1.0, 1.0)))
+                postings = build_postings(
+                    rows, rowids, BM25Params(k1=k1, b=b, weights=(title, 1.0, 1.0))
+                )
                 total = 0.0
                 for q, qt in zip(judged, terms, strict=True):
                     scores = postings.scores(qt)
@@ -126,8 +136,16 @@ async def main(quick: bool) -> None:
     }
     print(timing)
     sweep = {} if quick else bm25_sweep(OUT / "scifact.db", scope.tenant_id, queries, qrels)
-    write("scifact", {"split": "train", "docs": len(corpus), "quality": quality,
-                      "latency": timing, "bm25_sweep": sweep})
+    write(
+        "scifact",
+        {
+            "split": "train",
+            "docs": len(corpus),
+            "quality": quality,
+            "latency": timing,
+            "bm25_sweep": sweep,
+        },
+    )
     await store.close()
 
 
