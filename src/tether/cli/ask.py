@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 
 from tether.cli import render
-from tether.cli.runtime import open_runtime
 from tether.models.extractive import ExtractiveOptions
 from tether.rag import AnswerConfig, AnswerResult, answer
 from tether.retrieval.pack import PackOptions
 from tether.retrieval.retrieve import RetrievalConfig
+from tether.runtime import open_runtime
 from tether.settings import Settings, load_settings
 from tether.store.filters import parse_filter
 

@@ -14,9 +14,9 @@ from rich.console import Console
 from tether.cli import render
 from tether.cli.ask import answer_config
 from tether.cli.ingest import run_ingest
-from tether.cli.runtime import open_runtime
 from tether.errors import ConfigError
 from tether.rag import answer
+from tether.runtime import open_runtime
 from tether.settings import load_settings
 
 QUESTIONS = (

@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from tether.cli.runtime import open_runtime
 from tether.evals.beir import load_corpus, load_qrels, load_queries
 from tether.evals.retrieval import RetrievalReport, evaluate_retrieval, index_corpus
 from tether.retrieval.fusion import FusionMethod
 from tether.retrieval.retrieve import RetrievalConfig
+from tether.runtime import open_runtime
 from tether.settings import Settings, load_settings
 
 app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tether.cli import render
-from tether.cli.runtime import open_runtime
 from tether.indexer import IngestReport, ingest_paths
 from tether.ingest.drafts import ChunkOptions
+from tether.runtime import open_runtime
 from tether.settings import Settings, load_settings
 
 

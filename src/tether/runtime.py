@@ -1,4 +1,4 @@
-"""Building the store and embedder the settings describe (shared by every command)."""
+"""Building the store and embedder the settings describe (shared by the CLI and apps)."""
 
 from __future__ import annotations
 
