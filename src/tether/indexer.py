@@ -200,9 +200,9 @@ async def ingest_paths(
             on_progress(done, len(files), path.name)
         outcome = FileOutcome(source_id=source_id, status="ok")
         try:
-            size = path.stat().st_size
-            if size > max_file_bytes:
-                raise FileTooLarge(f"{size} bytes is over the {max_file_bytes}-byte limit")
+            stat = path.stat()
+            if stat.st_size > max_file_bytes:
+                raise FileTooLarge(f"{stat.st_size} bytes is over the {max_file_bytes}-byte limit")
             data = path.read_bytes()
             digest = content_hash(data + fingerprint.encode())
             if known.get(source_id) == digest:
@@ -213,7 +213,7 @@ async def ingest_paths(
             outcome.format = fmt
             parsed = formats.parse(fmt, data, name=path.name, options=options)
             title = parsed.title or path.stem
-            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+            modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
             chunks = make_chunks(
                 parsed.drafts,
                 source_id=source_id,
@@ -224,9 +224,14 @@ async def ingest_paths(
             )
             if not chunks:
                 raise IngestError("no text found")
-        except (IngestError, OSError) as exc:
+        except Exception as exc:  # one bad file must never sink the batch
             outcome.status = "failed"
-            outcome.reason = str(exc) if isinstance(exc, IngestError) else f"cannot read: {exc}"
+            if isinstance(exc, IngestError):
+                outcome.reason = str(exc)
+            elif isinstance(exc, OSError):
+                outcome.reason = f"cannot read: {exc}"
+            else:
+                outcome.reason = f"parser crashed: {type(exc).__name__}: {exc}"
             if source_id in known:
                 outcome.reason += " (the previously ingested version is kept)"
             report.files.append(outcome)

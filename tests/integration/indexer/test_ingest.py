@@ -472,3 +472,25 @@ async def test_tenants_ingest_independently(docs: Path, store: SQLiteStore) -> N
     assert await keyword_sources(store, "espresso", acme) == set()
     assert await keyword_sources(store, "espresso", globex) == {"prices.csv"}
     assert {c.id for c in await all_chunks(store, globex)} == acme_ids
+
+
+async def test_a_crashing_parser_fails_only_its_file(
+    docs: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tether.ingest import formats
+
+    real_parse = formats.parse
+
+    def flaky(fmt, data, *, name, options):  # type: ignore[no-untyped-def]
+        if name == "prices.csv":
+            raise RuntimeError("boom inside a third-party parser")
+        return real_parse(fmt, data, name=name, options=options)
+
+    monkeypatch.setattr(formats, "parse", flaky)
+    report = await ingest_paths([docs], store=store, embedder=HashEmbedder(), tenant_id="t")
+    failed = [f for f in report.files if f.status == "failed"]
+    assert [Path(f.source_id).name for f in failed] == ["prices.csv"]
+    assert "RuntimeError" in failed[0].reason and "boom" in failed[0].reason
+    assert report.count("ok") == len(report.files) - 1
+    sources = {d.source_id for d in await store.list_documents(Scope("t"))}
+    assert not any(s.endswith("prices.csv") for s in sources)
