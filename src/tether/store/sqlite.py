@@ -416,19 +416,28 @@ class SQLiteStore:
             f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{vocab} "
             f"USING fts5vocab(main, fts_{index.part}, 'instance')"
         )
-        rows = self._db.execute(
-            f"SELECT term, doc, col, COUNT(*) FROM temp.{vocab} GROUP BY term, doc, col"
-        ).fetchall()
+        # One read snapshot, so the postings match the generation they are cached under.
+        self._db.execute("BEGIN")
+        try:
+            (generation,) = self._db.execute(
+                "SELECT generation FROM tenants WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+            rows = self._db.execute(
+                f"SELECT term, doc, col, COUNT(*) FROM temp.{vocab} GROUP BY term, doc, col"
+            ).fetchall()
+        finally:
+            self._db.execute("COMMIT")
         column = {name: i for i, name in enumerate(("title", "section", "text"))}
         index.postings = build_postings(
             [(t, d, column[c], n) for t, d, c, n in rows], index.rowids, BM25Params()
         )
-        # Cache for the next process; a concurrent writer bumping the generation just
-        # makes this entry stale, never wrong.
-        self._db.execute(
-            "INSERT OR REPLACE INTO keyword_cache (tenant_id, generation, payload) VALUES (?, ?, ?)",
-            (tenant_id, index.generation, index.postings.to_bytes()),
-        )
+        if generation == index.generation:
+            # Another process opening this generation skips the rebuild.
+            self._db.execute(
+                "INSERT OR REPLACE INTO keyword_cache (tenant_id, generation, payload) "
+                "VALUES (?, ?, ?)",
+                (tenant_id, index.generation, index.postings.to_bytes()),
+            )
         return index.postings
 
     def _mask(
@@ -462,18 +471,23 @@ class SQLiteStore:
         return [(index.ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
 
     def _index(self, tenant_id: str) -> _TenantIndex | None:
-        row = self._db.execute(
-            "SELECT generation, part FROM tenants WHERE tenant_id = ?", (tenant_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        cached = self._indexes.get(tenant_id)
-        if cached is not None and cached.generation == row[0]:
-            return cached
-        rows = self._db.execute(
-            "SELECT rowid, id, acl_public, vector FROM chunks WHERE tenant_id = ? ORDER BY rowid",
-            (tenant_id,),
-        ).fetchall()
+        # One read snapshot: the rows loaded belong to the generation they are labelled with.
+        self._db.execute("BEGIN")
+        try:
+            row = self._db.execute(
+                "SELECT generation, part FROM tenants WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            cached = self._indexes.get(tenant_id)
+            if cached is not None and cached.generation == row[0]:
+                return cached
+            rows = self._db.execute(
+                "SELECT rowid, id, acl_public, vector FROM chunks WHERE tenant_id = ? ORDER BY rowid",
+                (tenant_id,),
+            ).fetchall()
+        finally:
+            self._db.execute("COMMIT")
         matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32)
         index = _TenantIndex(
             generation=int(row[0]),
