@@ -61,3 +61,66 @@ class CitationError(TetherError):
 
 class DatasetError(TetherError):
     """An evaluation dataset is missing or malformed."""
+
+
+class ProviderError(TetherError):
+    """A model provider call failed. Carries the provider's request id when it sent one."""
+
+    #: Whether repeating the same request may succeed (drives the retry wrapper).
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.status = status
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base} (request id {self.request_id})" if self.request_id else base
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (401/403)."""
+
+
+class RateLimited(ProviderError):
+    """429: slow down. `retry_after` is the provider's hint in seconds, if it gave one."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        status: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, status=status)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx or a broken connection: the provider could not serve the request."""
+
+    retryable = True
+
+
+class BadRequest(ProviderError):
+    """4xx other than auth and rate limits: the request itself is wrong; never retried."""
+
+
+class ContextLengthExceeded(BadRequest):
+    """The prompt plus max_tokens does not fit the model's context window."""
+
+
+class Timeout(ProviderError):
+    """Connect, read, write, pool or first-token timeout."""
+
+    retryable = True
+
+
+class InvalidResponse(ProviderError):
+    """The provider answered 2xx with a body that does not parse as its own wire format."""

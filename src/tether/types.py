@@ -72,3 +72,16 @@ class Answer(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     confidence: float = Field(ge=0.0, le=1.0)
     declined: bool = False
+
+
+class Usage(BaseModel):
+    """Token counts one model call consumed, as the provider reported them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    #: Input tokens served from the provider's prompt cache (billed at the cached rate).
+    cached_input_tokens: int = Field(default=0, ge=0)
+    #: Input tokens written to the provider's prompt cache (Anthropic bills these apart).
+    cache_write_tokens: int = Field(default=0, ge=0)

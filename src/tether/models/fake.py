@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
+from tether.models.chat import (
+    ChatRequest,
+    ChatResponse,
+    DoneEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
 from tether.models.embedder import TextKind, Vectors, l2_normalise
+from tether.types import Usage
 
 _WORD = re.compile(r"\w+")
 
@@ -41,3 +52,58 @@ class HashEmbedder:
                 bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest())
                 out[row, bucket % self._dim] += 1.0
         return l2_normalise(out)
+
+
+class FakeChatModel:
+    """A scripted `ChatModel` for tests of apps built on tether.
+
+    Each call consumes the next script entry: a `ChatResponse` (or plain text) to return,
+    or an exception to raise. `delay` seconds pass before each reply; `requests` records
+    what was asked, so tests can assert on prompts.
+    """
+
+    def __init__(
+        self,
+        script: Sequence[ChatResponse | str | Exception],
+        *,
+        delay: float = 0.0,
+        name: str = "fake",
+    ) -> None:
+        self._script = list(script)
+        self._delay = delay
+        self._name = name
+        self.requests: list[ChatRequest] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def _next(self, request: ChatRequest) -> ChatResponse:
+        self.requests.append(request)
+        if self._delay:
+            await asyncio.sleep(self._delay)
+        if not self._script:
+            raise AssertionError("FakeChatModel ran out of scripted replies")
+        item = self._script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        if isinstance(item, str):
+            words = sum(len(m.content.split()) for m in request.messages)
+            return ChatResponse(
+                text=item,
+                model=self._name,
+                usage=Usage(input_tokens=words, output_tokens=len(item.split())),
+            )
+        return item
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        return await self._next(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        reply = await self._next(request)
+        for piece in re.findall(r"\S+\s*", reply.text):
+            yield TokenEvent(text=piece)
+        for call in reply.tool_calls:
+            yield ToolCallEvent(call=call)
+        yield UsageEvent(usage=reply.usage)
+        yield DoneEvent(finish_reason=reply.finish_reason, request_id=reply.request_id)

@@ -1,0 +1,325 @@
+"""OpenAI-compatible Chat Completions over httpx: OpenAI, vLLM, Ollama, llama.cpp servers.
+
+No vendor SDK: the wire format is small, and owning it means one place decides
+timeouts, error mapping and what is (never) logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from tether.errors import (
+    AuthenticationError,
+    BadRequest,
+    ContextLengthExceeded,
+    InvalidResponse,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    Timeout,
+)
+from tether.models.chat import (
+    ChatRequest,
+    ChatResponse,
+    DoneEvent,
+    ErrorEvent,
+    FinishReason,
+    StreamEvent,
+    TokenEvent,
+    ToolCall,
+    ToolCallEvent,
+    UsageEvent,
+)
+from tether.types import Usage
+
+log = logging.getLogger("tether.models.openai_compat")
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=5.0)
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def retry_after_seconds(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(when - (now if now is not None else time.time()), 0.0)
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    value = headers.get("x-request-id") or headers.get("request-id")
+    return str(value) if value else None
+
+
+def _error_message(body: bytes) -> tuple[str, str]:
+    """(message, code) from an OpenAI-style error body, tolerating anything else."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:300].decode("utf-8", "replace"), ""
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message", ""))[:500], str(
+            error.get("code") or error.get("type") or ""
+        )
+    if isinstance(error, str):
+        return error[:500], ""
+    return str(data)[:300], ""
+
+
+def map_error(
+    status: int, headers: httpx.Headers, body: bytes, secrets: list[str]
+) -> ProviderError:
+    message, code = _error_message(body)
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    request_id = _request_id(headers)
+    text = f"provider answered {status}: {message}".rstrip(": ")
+    if status in (401, 403):
+        return AuthenticationError(text, request_id=request_id, status=status)
+    if status == 429:
+        return RateLimited(
+            text, request_id=request_id, status=status, retry_after=retry_after_seconds(headers)
+        )
+    if status >= 500:
+        return ProviderUnavailable(text, request_id=request_id, status=status)
+    lowered = f"{code} {message}".lower()
+    if "context_length" in lowered or "maximum context length" in lowered or "too long" in lowered:
+        return ContextLengthExceeded(text, request_id=request_id, status=status)
+    return BadRequest(text, request_id=request_id, status=status)
+
+
+def _usage(data: Any) -> Usage:
+    if not isinstance(data, dict):
+        return Usage()
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+        cached_input_tokens=int(details.get("cached_tokens") or 0)
+        if isinstance(details, dict)
+        else 0,
+    )
+
+
+class OpenAICompatibleChat:
+    """A `ChatModel` for any server speaking OpenAI's /v1/chat/completions."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        first_token_timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+        )
+        self._model = model
+        self._secrets = [api_key] if api_key else []
+        self._first_token_timeout = first_token_timeout
+
+    @property
+    def name(self) -> str:
+        return f"openai-compat:{self._model}"
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model,
+            "messages": [
+                {"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})}
+                for m in request.messages
+            ],
+            "max_tokens": request.max_tokens,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [
+                {"type": "function", "function": t.model_dump()} for t in request.tools
+            ]
+        if request.tool_choice is not None:
+            body["tool_choice"] = (
+                request.tool_choice
+                if request.tool_choice in ("auto", "none", "required")
+                else {"type": "function", "function": {"name": request.tool_choice}}
+            )
+        if request.response_format is not None:
+            fmt = request.response_format
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": fmt.name, "schema": fmt.json_schema, "strict": fmt.strict},
+            }
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _headers(self, request: ChatRequest) -> dict[str, str]:
+        return {"Idempotency-Key": request.idempotency_key} if request.idempotency_key else {}
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        text = str(exc) or type(exc).__name__
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        if isinstance(exc, httpx.TimeoutException):
+            return Timeout(f"{type(exc).__name__}: {text}")
+        return ProviderUnavailable(f"{type(exc).__name__}: {text}")
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        try:
+            response = await self._client.post(
+                "chat/completions",
+                json=self._body(request, stream=False),
+                headers=self._headers(request),
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        request_id = _request_id(response.headers)
+        log.debug("chat %s -> %s request_id=%s", self._model, response.status_code, request_id)
+        if response.status_code >= 400:
+            raise map_error(response.status_code, response.headers, response.content, self._secrets)
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            message = choice["message"]
+            calls = tuple(
+                ToolCall(
+                    id=c["id"],
+                    name=c["function"]["name"],
+                    arguments=c["function"].get("arguments") or "{}",
+                )
+                for c in message.get("tool_calls") or ()
+            )
+            return ChatResponse(
+                text=message.get("content") or "",
+                tool_calls=calls,
+                usage=_usage(data.get("usage")),
+                model=str(data.get("model") or self._model),
+                finish_reason=_FINISH.get(str(choice.get("finish_reason")), "other"),
+                request_id=request_id,
+            )
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise InvalidResponse(
+                f"malformed chat completion: {type(exc).__name__}: {exc}", request_id=request_id
+            ) from None
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        body = self._body(request, stream=True)
+        try:
+            async with self._client.stream(
+                "POST", "chat/completions", json=body, headers=self._headers(request)
+            ) as response:
+                request_id = _request_id(response.headers)
+                if response.status_code >= 400:
+                    raise map_error(
+                        response.status_code,
+                        response.headers,
+                        await response.aread(),
+                        self._secrets,
+                    )
+                async for event in self._events(response, request_id):
+                    yield event
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc)
+            yield ErrorEvent(error=str(error), kind=type(error).__name__)
+
+    async def _events(
+        self, response: httpx.Response, request_id: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        lines = response.aiter_lines()
+        calls: dict[int, dict[str, str]] = {}
+        finish: FinishReason = "stop"
+        usage: Usage | None = None
+        first = True
+        while True:
+            try:
+                if first:
+                    line = await asyncio.wait_for(anext(lines), self._first_token_timeout)
+                else:
+                    line = await anext(lines)
+            except StopAsyncIteration:
+                yield ErrorEvent(error="stream ended before [DONE]", kind="InvalidResponse")
+                return
+            except TimeoutError:
+                yield ErrorEvent(
+                    error=f"no data within the {self._first_token_timeout}s first-token timeout",
+                    kind="Timeout",
+                )
+                return
+            first = False
+            if not line.startswith("data:"):
+                continue  # SSE comments, event names and keep-alive blank lines
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                chunk = json.loads(payload)
+            except ValueError:
+                yield ErrorEvent(
+                    error=f"malformed SSE data: {payload[:100]!r}", kind="InvalidResponse"
+                )
+                return
+            if chunk.get("usage"):
+                usage = _usage(chunk["usage"])
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    yield TokenEvent(text=delta["content"])
+                for call in delta.get("tool_calls") or ():
+                    slot = calls.setdefault(
+                        int(call.get("index", 0)), {"id": "", "name": "", "arguments": ""}
+                    )
+                    fn = call.get("function") or {}
+                    slot["id"] = call.get("id") or slot["id"]
+                    slot["name"] = fn.get("name") or slot["name"]
+                    slot["arguments"] += fn.get("arguments") or ""
+                if choice.get("finish_reason"):
+                    finish = _FINISH.get(str(choice["finish_reason"]), "other")
+        for index in sorted(calls):
+            slot = calls[index]
+            yield ToolCallEvent(
+                call=ToolCall(id=slot["id"], name=slot["name"], arguments=slot["arguments"] or "{}")
+            )
+        if usage is not None:
+            yield UsageEvent(usage=usage)
+        yield DoneEvent(finish_reason=finish, request_id=request_id)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
