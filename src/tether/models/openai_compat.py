@@ -86,12 +86,21 @@ def _error_message(body: bytes) -> tuple[str, str]:
         return body[:300].decode("utf-8", "replace"), ""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message", ""))[:500], str(
-            error.get("code") or error.get("type") or ""
-        )
+        code = f"{error.get('code') or ''} {error.get('type') or ''}".strip()
+        return str(error.get("message", ""))[:500], code
     if isinstance(error, str):
         return error[:500], ""
     return str(data)[:300], ""
+
+
+# How OpenAI, vLLM and llama.cpp word "the prompt does not fit the context window".
+_CONTEXT_MARKERS = (
+    "context_length",
+    "maximum context length",
+    "exceed_context_size",
+    "exceeds the available context",
+    "too long",
+)
 
 
 def map_error(
@@ -111,7 +120,7 @@ def map_error(
     if status >= 500:
         return ProviderUnavailable(text, request_id=request_id, status=status)
     lowered = f"{code} {message}".lower()
-    if "context_length" in lowered or "maximum context length" in lowered or "too long" in lowered:
+    if any(marker in lowered for marker in _CONTEXT_MARKERS):
         return ContextLengthExceeded(text, request_id=request_id, status=status)
     return BadRequest(text, request_id=request_id, status=status)
 

@@ -149,6 +149,18 @@ async def test_chat_parses_tool_calls() -> None:
             {},
             ContextLengthExceeded,
         ),
+        (
+            400,
+            {
+                "error": {
+                    "code": 400,
+                    "type": "exceed_context_size_error",
+                    "message": "request (3031 tokens) exceeds the available context size",
+                }
+            },
+            {},
+            ContextLengthExceeded,
+        ),
         (400, {"error": {"message": "unknown field"}}, {}, BadRequest),
         (404, {"error": {"message": "no such model"}}, {}, BadRequest),
     ],

@@ -1,0 +1,106 @@
+"""OpenAICompatibleChat against a real server nobody here wrote: llama.cpp (xllamacpp)
+serving SmolLM2-135M-Instruct. `make test` fetches the GGUF; plain pytest skips without it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tether.errors import ContextLengthExceeded
+from tether.models.chat import (
+    ChatRequest,
+    DoneEvent,
+    JsonSchemaFormat,
+    TokenEvent,
+    UsageEvent,
+)
+from tether.models.llamacpp import LocalServer, start_local_server
+from tether.models.openai_compat import OpenAICompatibleChat
+from tether.types import Message
+
+ROOT = Path(__file__).resolve().parents[3]
+GGUF = Path(
+    os.environ.get("TETHER_TEST_GGUF", ROOT / ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    if not GGUF.is_file():
+        pytest.skip(f"{GGUF} missing: run `make models` (make test does) to fetch SmolLM2")
+    pytest.importorskip("xllamacpp", reason="xllamacpp not installed (dev dependency)")
+    with start_local_server(GGUF, n_ctx=1024, threads=2) as running:
+        yield running
+
+
+def ask(text: str, **kwargs: object) -> ChatRequest:
+    return ChatRequest(
+        messages=(Message(role="user", content=text),),
+        temperature=0.0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_chat_returns_text_and_usage(server: LocalServer) -> None:
+    model = OpenAICompatibleChat(server.base_url, "smollm2")
+    reply = await model.chat(
+        ask("What is the capital of France? Answer in one word.", max_tokens=8)
+    )
+    assert reply.text.strip()
+    assert reply.usage.input_tokens > 5 and 0 < reply.usage.output_tokens <= 8
+    assert reply.finish_reason in ("stop", "length")
+    await model.aclose()
+
+
+async def test_streaming_yields_tokens_usage_and_done(server: LocalServer) -> None:
+    model = OpenAICompatibleChat(server.base_url, "smollm2")
+    events = [e async for e in model.stream(ask("Count from one to five.", max_tokens=16))]
+    tokens = [e.text for e in events if isinstance(e, TokenEvent)]
+    assert len(tokens) >= 2 and "".join(tokens).strip()
+    usage = [e.usage for e in events if isinstance(e, UsageEvent)]
+    assert usage and usage[-1].output_tokens == pytest.approx(len(tokens), abs=2)
+    assert isinstance(events[-1], DoneEvent)
+    await model.aclose()
+
+
+async def test_json_schema_output_validates(server: LocalServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "confidence": {"type": "number"}},
+        "required": ["city", "confidence"],
+        "additionalProperties": False,
+    }
+    model = OpenAICompatibleChat(server.base_url, "smollm2")
+    reply = await model.chat(
+        ask(
+            "Which city is the capital of France? Reply as JSON.",
+            max_tokens=48,
+            response_format=JsonSchemaFormat(name="capital", schema=schema),
+        )
+    )
+    data = json.loads(reply.text)
+    assert set(data) == {"city", "confidence"}
+    assert isinstance(data["city"], str) and isinstance(data["confidence"], int | float)
+    await model.aclose()
+
+
+async def test_closing_a_stream_early_leaves_the_server_serving(server: LocalServer) -> None:
+    model = OpenAICompatibleChat(server.base_url, "smollm2")
+    events = model.stream(ask("Write a long story about a lighthouse.", max_tokens=200))
+    first = await anext(events)
+    assert isinstance(first, TokenEvent)
+    await events.aclose()  # type: ignore[attr-defined]
+    reply = await model.chat(ask("Say yes.", max_tokens=4))
+    assert reply.usage.output_tokens > 0
+    await model.aclose()
+
+
+async def test_a_prompt_over_the_context_window_is_a_typed_error(server: LocalServer) -> None:
+    model = OpenAICompatibleChat(server.base_url, "smollm2")
+    with pytest.raises(ContextLengthExceeded):
+        await model.chat(ask("word " * 3000, max_tokens=8))
+    await model.aclose()
