@@ -1,4 +1,8 @@
-"""Source code in languages we don't parse: top-level blocks merged up to max_chars."""
+"""Source code other than Python.
+
+JS/TS, Go, Rust and Java go by symbol (formats/treesitter.py); other languages, and files
+where no symbol could be found, fall back to top-level blocks merged up to max_chars.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import PurePath
 
 from tether.errors import EmptyDocument
 from tether.ingest.drafts import ChunkDraft, ChunkOptions, ParsedDocument
+from tether.ingest.formats import treesitter
 from tether.ingest.formats.textsplit import decode_utf8, normalize_newlines
 
 LANGUAGES: dict[str, str] = {
@@ -30,12 +35,23 @@ def language_for(name: str) -> str:
 
 
 def parse(data: bytes, *, name: str, options: ChunkOptions) -> ParsedDocument:
-    lines = normalize_newlines(decode_utf8(data)).split("\n")
+    source = normalize_newlines(decode_utf8(data))
     language = language_for(name)
+    drafts = treesitter.symbol_drafts(source, name=name, language=language, options=options)
+    if drafts is None:
+        drafts = _block_drafts(source.split("\n"), name, language, options)
+    if not drafts:
+        raise EmptyDocument("no text found")
+    return ParsedDocument(title=None, drafts=drafts)
+
+
+def _block_drafts(
+    lines: list[str], name: str, language: str, options: ChunkOptions
+) -> list[ChunkDraft]:
     pieces: list[tuple[_Span, str]] = []
     for start, end in _top_level_blocks(lines):
         pieces.extend(_split_block(lines, start, end, options.max_chars))
-    drafts = [
+    return [
         ChunkDraft(
             text=text,
             section=f"lines {start}-{end}",
@@ -44,9 +60,6 @@ def parse(data: bytes, *, name: str, options: ChunkOptions) -> ParsedDocument:
         )
         for (start, end), text in _merge(lines, pieces, options.max_chars)
     ]
-    if not drafts:
-        raise EmptyDocument("no text found")
-    return ParsedDocument(title=None, drafts=drafts)
 
 
 def _top_level_blocks(lines: list[str]) -> list[_Span]:
