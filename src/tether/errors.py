@@ -124,3 +124,12 @@ class Timeout(ProviderError):
 
 class InvalidResponse(ProviderError):
     """The provider answered 2xx with a body that does not parse as its own wire format."""
+
+
+class InvalidOutput(TetherError):
+    """A model's output still failed validation after the bounded repair attempts."""
+
+    def __init__(self, message: str, *, last_output: str = "", errors: list[str] | None = None):
+        super().__init__(message)
+        self.last_output = last_output
+        self.errors = errors or []

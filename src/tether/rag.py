@@ -6,17 +6,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tether.citations import verify
+from tether import prompts
+from tether.citations import TAG, cited_ids, verify
 from tether.errors import InvalidQuestion
+from tether.models.chat import ChatModel
 from tether.models.embedder import Embedder
-from tether.models.extractive import ExtractiveOptions, extractive_answer
+from tether.models.extractive import DECLINE_TEXT, ExtractiveOptions, extractive_answer
+from tether.prompts.qa_answer_v1 import QAInputs, QAOutput, Source
 from tether.retrieval.pack import PackOptions, pack
 from tether.retrieval.rerank import Reranker
 from tether.retrieval.retrieve import RetrievalConfig, retrieve
 from tether.store.filters import Filter
 from tether.store.protocol import Scope, Store
+from tether.structured import generate, strict_schema
 from tether.tokens import TokenCounter
-from tether.types import Answer, ScoredChunk
+from tether.types import Answer, Citation, ScoredChunk, Usage
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,11 @@ class AnswerConfig:
     retrieval: RetrievalConfig = RetrievalConfig()
     packing: PackOptions = PackOptions()
     extractive: ExtractiveOptions = ExtractiveOptions()
+    #: qa.answer version for LLM answers; None means the latest registered.
+    prompt_version: int | None = None
+    max_tokens: int = 512
+    #: Total generate + repair attempts for an LLM answer.
+    attempts: int = 3
 
 
 @dataclass
@@ -34,6 +43,8 @@ class AnswerResult:
     retrieved: list[ScoredChunk]
     context: list[ScoredChunk]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    usage: Usage | None = None
+    model: str = "extractive"
 
 
 def check_question(question: str, max_chars: int) -> str:
@@ -55,7 +66,10 @@ async def answer(
     config: AnswerConfig = AnswerConfig(),
     reranker: Reranker | None = None,
     counter: TokenCounter | None = None,
+    model: ChatModel | None = None,
 ) -> AnswerResult:
+    """Answer from the store: extractively when `model` is None, else with the model
+    through the qa.answer prompt, structured output and the citation check."""
     text = check_question(question, config.max_question_chars)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -72,7 +86,11 @@ async def answer(
     t1 = time.perf_counter()
     context = pack(retrieved, config.packing, counter=counter)
     t2 = time.perf_counter()
-    result = await extractive_answer(text, context, embedder, config.extractive)
+    usage: Usage | None = None
+    if model is None:
+        result = await extractive_answer(text, context, embedder, config.extractive)
+    else:
+        result, usage = await llm_answer(text, context, model, config)
     verify(result, [item.chunk.id for item in context])
     t3 = time.perf_counter()
     timings.update(
@@ -81,4 +99,95 @@ async def answer(
         answer=(t3 - t2) * 1000,
         total=(t3 - t0) * 1000,
     )
-    return AnswerResult(answer=result, retrieved=retrieved, context=context, timings_ms=timings)
+    return AnswerResult(
+        answer=result,
+        retrieved=retrieved,
+        context=context,
+        timings_ms=timings,
+        usage=usage,
+        model=model.name if model else "extractive",
+    )
+
+
+async def llm_answer(
+    question: str, context: list[ScoredChunk], model: ChatModel, config: AnswerConfig
+) -> tuple[Answer, Usage | None]:
+    """qa.answer through `generate`: citations naming chunks outside the context are sent
+    back for repair; if the last attempt still has them they are dropped and flagged."""
+    if not context:
+        return Answer(summary=DECLINE_TEXT, confidence=1.0, declined=True), None
+    chunks = {item.chunk.id: item.chunk for item in context}
+    prompt = prompts.get("qa.answer", config.prompt_version)
+
+    def cited(out: QAOutput) -> list[str]:
+        return list(dict.fromkeys([*cited_ids(out.answer), *out.cited_ids]))
+
+    def check(out: QAOutput) -> list[str]:
+        problems = []
+        unknown = [cid for cid in cited(out) if cid not in chunks]
+        if unknown:
+            problems.append(f"these cited ids are not among the sources: {unknown}")
+        if not out.declined and not any(cid in chunks for cid in cited(out)):
+            problems.append("an answer that is not declined must cite at least one source id")
+        return problems
+
+    messages = prompt.render(
+        QAInputs(
+            question=question,
+            sources=[
+                Source(id=c.id, title=c.title, section=c.section, text=c.text)
+                for c in chunks.values()
+            ],
+        )
+    )
+    # Where the provider enforces the schema, cited_ids can only be ids from the context.
+    wire = strict_schema(QAOutput)
+    wire["properties"]["cited_ids"]["items"] = {"type": "string", "enum": list(chunks)}
+    wire["properties"]["cited_ids"]["maxItems"] = len(chunks)
+    # A bounded answer string lets a looping small model still close its JSON.
+    wire["properties"]["answer"]["maxLength"] = 1200
+    # Grammar-based servers (llama.cpp) ignore numeric ranges; an enum they do enforce.
+    wire["properties"]["confidence"] = {"type": "number", "enum": [i / 10 for i in range(11)]}
+    generation = await generate(
+        model,
+        messages,
+        QAOutput,
+        check=check,
+        max_attempts=config.attempts,
+        max_tokens=config.max_tokens,
+        accept_with_problems=True,
+        wire_schema=wire,
+    )
+    out = generation.value
+    flags: list[str] = []
+    unknown = [cid for cid in cited(out) if cid not in chunks]
+    summary = out.answer
+    if unknown:
+        summary = TAG.sub(lambda m: m.group(0) if m.group(1) in chunks else "", summary)
+        flags.append(f"dropped citations of chunks that were not in the context: {unknown}")
+    used = [cid for cid in cited(out) if cid in chunks]
+    if out.declined or not used:
+        if not out.declined:
+            flags.append("the model's answer cited no source in the context; declined instead")
+        return (
+            Answer(summary=DECLINE_TEXT, confidence=out.confidence, declined=True, flags=flags),
+            generation.usage,
+        )
+    citations = [
+        Citation(
+            chunk_id=cid,
+            source_id=chunks[cid].source_id,
+            title=chunks[cid].title,
+            section=chunks[cid].section,
+            page=chunks[cid].page,
+        )
+        for cid in used
+    ]
+    answer = Answer(
+        summary=" ".join(summary.split()),
+        citations=citations,
+        confidence=out.confidence,
+        declined=False,
+        flags=flags,
+    )
+    return answer, generation.usage

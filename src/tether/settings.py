@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     default_tenant: str = "default"
     #: Principals the CLI acts as; "*" sees only chunks public within the tenant.
     principals: list[str] = Field(default_factory=lambda: ["*"])
+
+    #: Answer model: "extractive" (offline, no LLM), "openai-compat:http://host:port/v1#model",
+    #: "openai:<model>" or "local:/path/model.gguf".
+    model: str = "extractive"
+    #: Bearer key for openai: and openai-compat: models (env / .env only; OPENAI_API_KEY works).
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("tether_openai_api_key", "openai_api_key")
+    )
 
     #: "minilm" (embedded) or "openai-compat:http://host:port/v1#model" (needs embeddings_dim).
     embedder: str = "minilm"

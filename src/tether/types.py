@@ -72,6 +72,9 @@ class Answer(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     confidence: float = Field(ge=0.0, le=1.0)
     declined: bool = False
+    #: Things the caller should know, e.g. citations dropped because they named chunks
+    #: that were not in the context.
+    flags: list[str] = Field(default_factory=list)
 
 
 class Usage(BaseModel):

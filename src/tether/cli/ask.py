@@ -11,6 +11,7 @@ from rich.console import Console
 
 from tether.cli import render
 from tether.models.extractive import ExtractiveOptions
+from tether.models.registry import open_chat_model
 from tether.rag import AnswerConfig, AnswerResult, answer
 from tether.retrieval.pack import PackOptions
 from tether.retrieval.retrieve import RetrievalConfig
@@ -45,7 +46,8 @@ async def run_ask(
     k: int | None,
 ) -> AnswerResult:
     parsed = [parse_filter(f) for f in filters]
-    async with open_runtime(settings) as rt:
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    async with open_runtime(settings) as rt, open_chat_model(settings.model, api_key=key) as model:
         return await answer(
             question,
             store=rt.store,
@@ -53,6 +55,7 @@ async def run_ask(
             scope=rt.scope(tenant, principals),
             filters=parsed,
             config=answer_config(settings, k),
+            model=model,
         )
 
 
@@ -72,9 +75,16 @@ def ask_command(
     k: Annotated[int | None, typer.Option(help="Chunks to retrieve.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
     store: Annotated[str | None, typer.Option(help="Store URL.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="extractive (default, offline), openai:<model>, "
+            "openai-compat:http://host:port/v1#<model> or local:/path/model.gguf."
+        ),
+    ] = None,
 ) -> None:
     """Answer a question from the ingested documents, citing the chunks it used."""
-    settings = load_settings(store=store)
+    settings = load_settings(store=store, model=model)
     result = asyncio.run(run_ask(settings, question, tenant, principal, filter_ or [], k))
     if as_json:
         payload = {
@@ -84,6 +94,8 @@ def ask_command(
                 for r in result.retrieved
             ],
             "timings_ms": result.timings_ms,
+            "model": result.model,
+            "usage": result.usage.model_dump() if result.usage else None,
         }
         typer.echo(json.dumps(payload, indent=2))
     else:

@@ -40,6 +40,8 @@ def answer(console: Console, question: str, result: AnswerResult) -> None:
     style = "yellow" if ans.declined else "green"
     console.print(f"[bold {style}]A:[/] {escape(ans.summary)}")
     console.print(f"   confidence {ans.confidence:.2f}" + ("  (declined)" if ans.declined else ""))
+    for flag in ans.flags:
+        console.print(f"   [yellow]note:[/] {escape(flag)}")
     for citation in ans.citations:
         where = citation.section or "-"
         if citation.page is not None:
@@ -51,5 +53,11 @@ def answer(console: Console, question: str, result: AnswerResult) -> None:
     t = result.timings_ms
     console.print(
         f"   [dim]retrieve {t['retrieve']:.1f} ms, pack {t['pack']:.1f} ms, "
-        f"answer {t['answer']:.1f} ms, total {t['total']:.1f} ms[/]"
+        f"answer {t['answer']:.1f} ms, total {t['total']:.1f} ms; model {escape(result.model)}"
+        + (
+            f", {result.usage.input_tokens} in / {result.usage.output_tokens} out tokens"
+            if result.usage
+            else ""
+        )
+        + "[/]"
     )

@@ -33,7 +33,7 @@ def server() -> Iterator[LocalServer]:
     if not GGUF.is_file():
         pytest.skip(f"{GGUF} missing: run `make models` (make test does) to fetch SmolLM2")
     pytest.importorskip("xllamacpp", reason="xllamacpp not installed (dev dependency)")
-    with start_local_server(GGUF, n_ctx=1024, threads=2) as running:
+    with start_local_server(GGUF, n_ctx=4096, threads=2) as running:
         yield running
 
 
@@ -102,5 +102,49 @@ async def test_closing_a_stream_early_leaves_the_server_serving(server: LocalSer
 async def test_a_prompt_over_the_context_window_is_a_typed_error(server: LocalServer) -> None:
     model = OpenAICompatibleChat(server.base_url, "smollm2")
     with pytest.raises(ContextLengthExceeded):
-        await model.chat(ask("word " * 3000, max_tokens=8))
+        await model.chat(ask("word " * 6000, max_tokens=8))
     await model.aclose()
+
+
+def test_cli_ask_answers_through_the_server_with_checked_citations(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "TETHER_STORE": f"sqlite:///{tmp_path / 't.db'}",
+        "TETHER_EMBED_CACHE": str(tmp_path / "cache.db"),
+        "TETHER_CONFIG": str(tmp_path / "none.toml"),
+    }
+    run = [sys.executable, "-c", "from tether.cli import main; main()"]
+    ingest = subprocess.run(
+        [*run, "ingest", str(ROOT / "docs")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    spec = f"openai-compat:{server.base_url}#smollm2"
+    asked = subprocess.run(
+        [
+            *run,
+            "ask",
+            "--json",
+            "--k",
+            "3",
+            "--model",
+            spec,
+            "How does tether keep one tenant's documents away from another tenant?",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert asked.returncode == 0, asked.stderr
+    data = json.loads(asked.stdout)
+    assert data["model"] == "openai-compat:smollm2"
+    assert data["usage"]["input_tokens"] > 100 and data["usage"]["output_tokens"] > 0
+    retrieved = {r["chunk_id"] for r in data["retrieved"]}
+    cited = {c["chunk_id"] for c in data["citations"]}
+    assert cited <= retrieved
+    assert data["declined"] or cited

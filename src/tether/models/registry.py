@@ -1,0 +1,67 @@
+"""Model strings -> ChatModel, composed once with the cross-cutting wrappers.
+
+extractive                               the offline answerer (no ChatModel)
+openai:gpt-4.1-mini                      api.openai.com, key from OPENAI_API_KEY
+openai-compat:http://host:port/v1#name   any OpenAI-compatible server
+local:/path/model.gguf                   xllamacpp serving the file on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tether.errors import ConfigError
+from tether.models.chat import ChatModel
+from tether.models.openai_compat import OpenAICompatibleChat
+from tether.models.retry import RetryingChatModel, RetryPolicy
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+@asynccontextmanager
+async def open_chat_model(
+    spec: str, *, api_key: str | None = None, retry: RetryPolicy = RetryPolicy()
+) -> AsyncIterator[ChatModel | None]:
+    """The model a spec names (None for the extractive answerer), closed on exit."""
+    spec = spec.strip()
+    if spec in ("", "extractive"):
+        yield None
+        return
+    kind, _, rest = spec.partition(":")
+    if kind == "openai":
+        if not rest:
+            raise ConfigError("openai: needs a model name, e.g. openai:gpt-4.1-mini")
+        if not api_key:
+            raise ConfigError("openai: models need OPENAI_API_KEY (environment or .env)")
+        provider = OpenAICompatibleChat(OPENAI_BASE_URL, rest, api_key=api_key)
+    elif kind == "openai-compat":
+        base_url, _, name = rest.partition("#")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError("use openai-compat:http://host:port/v1#model")
+        provider = OpenAICompatibleChat(base_url, name or "default", api_key=api_key)
+    elif kind == "local":
+        from tether.models.llamacpp import start_local_server
+
+        path = Path(rest).expanduser()
+        server = await asyncio.to_thread(start_local_server, path)
+        provider = OpenAICompatibleChat(server.base_url, path.stem)
+        try:
+            yield RetryingChatModel(provider, retry)
+        finally:
+            await provider.aclose()
+            await asyncio.to_thread(server.stop)
+        return
+    elif kind == "anthropic":
+        raise ConfigError("the anthropic: provider is not available in this version yet")
+    else:
+        raise ConfigError(
+            f"unknown model {spec!r}; use extractive, openai:<model>, "
+            "openai-compat:<url>#<model> or local:<file.gguf>"
+        )
+    try:
+        yield RetryingChatModel(provider, retry)
+    finally:
+        await provider.aclose()
