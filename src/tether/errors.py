@@ -133,3 +133,24 @@ class InvalidOutput(TetherError):
         super().__init__(message)
         self.last_output = last_output
         self.errors = errors or []
+
+
+class BudgetExceeded(TetherError):
+    """A call would exceed a token or money limit; raised before any network call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        feature: str = "",
+        scope: str = "",
+        limit: float = 0.0,
+        spent: float = 0.0,
+        needed: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.feature = feature
+        self.scope = scope
+        self.limit = limit
+        self.spent = spent
+        self.needed = needed

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from tether.errors import ConfigError
+from tether.ledger import Limit
 
 DEFAULT_CONFIG_FILE = Path("configs/tether.toml")
 _SECRET_KEY = re.compile(
@@ -93,6 +94,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("tether_openai_api_key", "openai_api_key")
     )
 
+    #: The usage ledger (one row per model call) that budgets and `tether usage` read.
+    usage_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "usage.db")
+    )
+    #: Layered budgets for model calls (unset = no limit). Checked before every call.
+    budget_request_tokens: int | None = Field(default=None, ge=1)
+    budget_user_day_usd: float | None = Field(default=None, ge=0)
+    budget_feature_day_usd: float | None = Field(default=None, ge=0)
+    budget_tenant_month_usd: float | None = Field(default=None, ge=0)
+
     #: "minilm" (embedded) or "openai-compat:http://host:port/v1#model" (needs embeddings_dim).
     embedder: str = "minilm"
     embeddings_dim: int | None = Field(default=None, ge=1)
@@ -142,6 +153,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = _CheckedTomlSource(settings_cls, config_file())
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, toml)
+
+
+def budget_limits(settings: Settings) -> list[Limit]:
+    limits = [
+        Limit("request", tokens=settings.budget_request_tokens),
+        Limit("user_day", usd=settings.budget_user_day_usd),
+        Limit("feature_day", usd=settings.budget_feature_day_usd),
+        Limit("tenant_month", usd=settings.budget_tenant_month_usd),
+    ]
+    return [limit for limit in limits if limit.tokens is not None or limit.usd is not None]
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from tether.cli import ask, demo, evaluate, ingest
+from tether.cli import ask, demo, evaluate, ingest, usage
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("ingest")(ingest.ingest_command)
 app.command("ask")(ask.ask_command)
 app.command("demo")(demo.demo_command)
+app.command("usage")(usage.usage_command)
 app.add_typer(evaluate.app, name="eval")
 
 

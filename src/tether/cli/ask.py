@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from typing import Annotated
 
@@ -10,13 +11,15 @@ import typer
 from rich.console import Console
 
 from tether.cli import render
+from tether.ledger import Ledger
+from tether.models.budget import calling_as
 from tether.models.extractive import ExtractiveOptions
 from tether.models.registry import open_chat_model
 from tether.rag import AnswerConfig, AnswerResult, answer
 from tether.retrieval.pack import PackOptions
 from tether.retrieval.retrieve import RetrievalConfig
 from tether.runtime import open_runtime
-from tether.settings import Settings, load_settings
+from tether.settings import Settings, budget_limits, load_settings
 from tether.store.filters import parse_filter
 
 
@@ -47,16 +50,25 @@ async def run_ask(
 ) -> AnswerResult:
     parsed = [parse_filter(f) for f in filters]
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    async with open_runtime(settings) as rt, open_chat_model(settings.model, api_key=key) as model:
-        return await answer(
-            question,
-            store=rt.store,
-            embedder=rt.embedder,
-            scope=rt.scope(tenant, principals),
-            filters=parsed,
-            config=answer_config(settings, k),
-            model=model,
-        )
+    # The extractive answerer makes no model calls, so it has nothing to meter.
+    ledger = None if settings.model in ("", "extractive") else Ledger(settings.usage_db)
+    async with (
+        open_runtime(settings) as rt,
+        open_chat_model(
+            settings.model, api_key=key, ledger=ledger, limits=budget_limits(settings)
+        ) as model,
+    ):
+        scope = rt.scope(tenant, principals)
+        with calling_as(user=getpass.getuser(), feature="ask", tenant=scope.tenant_id):
+            return await answer(
+                question,
+                store=rt.store,
+                embedder=rt.embedder,
+                scope=scope,
+                filters=parsed,
+                config=answer_config(settings, k),
+                model=model,
+            )
 
 
 def ask_command(

@@ -9,11 +9,13 @@ local:/path/model.gguf                   xllamacpp serving the file on 127.0.0.1
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tether.errors import ConfigError
+from tether.ledger import Ledger, Limit
+from tether.models.budget import BudgetedChatModel
 from tether.models.chat import ChatModel
 from tether.models.openai_compat import OpenAICompatibleChat
 from tether.models.retry import RetryingChatModel, RetryPolicy
@@ -21,9 +23,25 @@ from tether.models.retry import RetryingChatModel, RetryPolicy
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
+def compose(
+    provider: ChatModel, *, retry: RetryPolicy, ledger: Ledger | None, limits: Sequence[Limit]
+) -> ChatModel:
+    """The wrapper stack, outermost first: budget (one reservation covers the retries),
+    then retry, then the provider."""
+    model: ChatModel = RetryingChatModel(provider, retry)
+    if ledger is not None:
+        model = BudgetedChatModel(model, ledger, limits)
+    return model
+
+
 @asynccontextmanager
 async def open_chat_model(
-    spec: str, *, api_key: str | None = None, retry: RetryPolicy = RetryPolicy()
+    spec: str,
+    *,
+    api_key: str | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    ledger: Ledger | None = None,
+    limits: Sequence[Limit] = (),
 ) -> AsyncIterator[ChatModel | None]:
     """The model a spec names (None for the extractive answerer), closed on exit."""
     spec = spec.strip()
@@ -49,7 +67,7 @@ async def open_chat_model(
         server = await asyncio.to_thread(start_local_server, path)
         provider = OpenAICompatibleChat(server.base_url, path.stem)
         try:
-            yield RetryingChatModel(provider, retry)
+            yield compose(provider, retry=retry, ledger=ledger, limits=limits)
         finally:
             await provider.aclose()
             await asyncio.to_thread(server.stop)
@@ -62,6 +80,6 @@ async def open_chat_model(
             "openai-compat:<url>#<model> or local:<file.gguf>"
         )
     try:
-        yield RetryingChatModel(provider, retry)
+        yield compose(provider, retry=retry, ledger=ledger, limits=limits)
     finally:
         await provider.aclose()

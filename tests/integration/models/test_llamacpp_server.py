@@ -117,6 +117,8 @@ def test_cli_ask_answers_through_the_server_with_checked_citations(
         "TETHER_STORE": f"sqlite:///{tmp_path / 't.db'}",
         "TETHER_EMBED_CACHE": str(tmp_path / "cache.db"),
         "TETHER_CONFIG": str(tmp_path / "none.toml"),
+        "TETHER_USAGE_DB": str(tmp_path / "usage.db"),
+        "COLUMNS": "200",
     }
     run = [sys.executable, "-c", "from tether.cli import main; main()"]
     ingest = subprocess.run(
@@ -148,3 +150,10 @@ def test_cli_ask_answers_through_the_server_with_checked_citations(
     cited = {c["chunk_id"] for c in data["citations"]}
     assert cited <= retrieved
     assert data["declined"] or cited
+    # The call was metered: `tether usage` reports it with the tokens the server counted.
+    usage = subprocess.run(
+        [*run, "usage", "--by", "model"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert usage.returncode == 0, usage.stderr
+    row = next(line for line in usage.stdout.splitlines() if "openai-compat:smollm2" in line)
+    assert str(data["usage"]["input_tokens"]) in row
