@@ -93,7 +93,19 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("tether_openai_api_key", "openai_api_key")
     )
+    #: x-api-key for anthropic: models (env / .env only; ANTHROPIC_API_KEY works).
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("tether_anthropic_api_key", "anthropic_api_key"),
+    )
 
+    #: Response cache for model calls (SQLite) and its TTL; 0 seconds turns it off.
+    response_cache: str = Field(
+        default_factory=lambda: str(
+            Path(user_cache_dir("tether", appauthor=False)) / "responses.db"
+        )
+    )
+    response_cache_ttl: float = Field(default=0.0, ge=0)
     #: The usage ledger (one row per model call) that budgets and `tether usage` read.
     usage_db: str = Field(
         default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "usage.db")
@@ -153,6 +165,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = _CheckedTomlSource(settings_cls, config_file())
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, toml)
+
+
+def model_api_key(settings: Settings) -> str | None:
+    """The key for the configured model's provider, from env / .env only."""
+    secret = (
+        settings.anthropic_api_key
+        if settings.model.startswith("anthropic:")
+        else settings.openai_api_key
+    )
+    return secret.get_secret_value() if secret else None
 
 
 def budget_limits(settings: Settings) -> list[Limit]:

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from tether.cli import ask, demo, evaluate, ingest, usage
+from tether.cli import ask, cache, demo, evaluate, ingest, usage
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("ask")(ask.ask_command)
 app.command("demo")(demo.demo_command)
 app.command("usage")(usage.usage_command)
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(cache.app, name="cache")
 
 
 def main() -> None:

@@ -10,16 +10,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tether import prompts
 from tether.cli import render
 from tether.ledger import Ledger
 from tether.models.budget import calling_as
+from tether.models.cache import CachingChatModel
 from tether.models.extractive import ExtractiveOptions
 from tether.models.registry import open_chat_model
 from tether.rag import AnswerConfig, AnswerResult, answer
 from tether.retrieval.pack import PackOptions
 from tether.retrieval.retrieve import RetrievalConfig
 from tether.runtime import open_runtime
-from tether.settings import Settings, budget_limits, load_settings
+from tether.settings import Settings, budget_limits, load_settings, model_api_key
 from tether.store.filters import parse_filter
 
 
@@ -49,7 +51,7 @@ async def run_ask(
     k: int | None,
 ) -> AnswerResult:
     parsed = [parse_filter(f) for f in filters]
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    key = model_api_key(settings)
     # The extractive answerer makes no model calls, so it has nothing to meter.
     ledger = None if settings.model in ("", "extractive") else Ledger(settings.usage_db)
     async with (
@@ -59,6 +61,15 @@ async def run_ask(
         ) as model,
     ):
         scope = rt.scope(tenant, principals)
+        if model is not None and settings.response_cache_ttl > 0:
+            # Outermost: a hit neither reserves budget nor reaches the provider.
+            model = CachingChatModel(
+                model,
+                settings.response_cache,
+                ttl_seconds=settings.response_cache_ttl,
+                scope=scope.tenant_id,
+                prompt_key=prompts.get("qa.answer").key,
+            )
         with calling_as(user=getpass.getuser(), feature="ask", tenant=scope.tenant_id):
             return await answer(
                 question,

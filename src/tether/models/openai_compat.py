@@ -78,19 +78,26 @@ def _request_id(headers: httpx.Headers) -> str | None:
     return str(value) if value else None
 
 
-def _error_message(body: bytes) -> tuple[str, str]:
-    """(message, code) from an OpenAI-style error body, tolerating anything else."""
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _error_message(body: bytes, secrets: list[str]) -> tuple[str, str]:
+    """(message, code) from an OpenAI-style error body, tolerating anything else. Secrets
+    are redacted before anything is shortened, so no fragment of one survives a cut."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body[:300].decode("utf-8", "replace"), ""
+        return _redact(body.decode("utf-8", "replace"), secrets)[:300], ""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         code = f"{error.get('code') or ''} {error.get('type') or ''}".strip()
-        return str(error.get("message", ""))[:500], code
+        return _redact(str(error.get("message", "")), secrets)[:500], code
     if isinstance(error, str):
-        return error[:500], ""
-    return str(data)[:300], ""
+        return _redact(error, secrets)[:500], ""
+    return _redact(str(data), secrets)[:300], ""
 
 
 # How OpenAI, vLLM and llama.cpp word "the prompt does not fit the context window".
@@ -106,9 +113,7 @@ _CONTEXT_MARKERS = (
 def map_error(
     status: int, headers: httpx.Headers, body: bytes, secrets: list[str]
 ) -> ProviderError:
-    message, code = _error_message(body)
-    for secret in secrets:
-        message = message.replace(secret, "***")
+    message, code = _error_message(body, secrets)
     request_id = _request_id(headers)
     text = f"provider answered {status}: {message}".rstrip(": ")
     if status in (401, 403):
@@ -204,9 +209,7 @@ class OpenAICompatibleChat:
         return {"Idempotency-Key": request.idempotency_key} if request.idempotency_key else {}
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
-        text = str(exc) or type(exc).__name__
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        text = _redact(str(exc) or type(exc).__name__, self._secrets)
         if isinstance(exc, httpx.TimeoutException):
             return Timeout(f"{type(exc).__name__}: {text}")
         return ProviderUnavailable(f"{type(exc).__name__}: {text}")
@@ -276,11 +279,15 @@ class OpenAICompatibleChat:
         calls: dict[int, dict[str, str]] = {}
         finish: FinishReason = "stop"
         usage: Usage | None = None
-        first = True
+        loop = asyncio.get_running_loop()
+        # Until the model produces something (a token, a tool call, a finish), keep-alive
+        # comments and role-only chunks do not stop the first-token clock.
+        first_deadline: float | None = loop.time() + self._first_token_timeout
         while True:
             try:
-                if first:
-                    line = await asyncio.wait_for(anext(lines), self._first_token_timeout)
+                if first_deadline is not None:
+                    remaining = max(first_deadline - loop.time(), 0.0)
+                    line = await asyncio.wait_for(anext(lines), remaining)
                 else:
                     line = await anext(lines)
             except StopAsyncIteration:
@@ -288,11 +295,10 @@ class OpenAICompatibleChat:
                 return
             except TimeoutError:
                 yield ErrorEvent(
-                    error=f"no data within the {self._first_token_timeout}s first-token timeout",
+                    error=f"no output within the {self._first_token_timeout}s first-token timeout",
                     kind="Timeout",
                 )
                 return
-            first = False
             if not line.startswith("data:"):
                 continue  # SSE comments, event names and keep-alive blank lines
             payload = line[5:].strip()
@@ -302,9 +308,26 @@ class OpenAICompatibleChat:
                 chunk = json.loads(payload)
             except ValueError:
                 yield ErrorEvent(
-                    error=f"malformed SSE data: {payload[:100]!r}", kind="InvalidResponse"
+                    error=f"malformed SSE data: {_redact(payload, self._secrets)[:100]!r}",
+                    kind="InvalidResponse",
                 )
                 return
+            if not isinstance(chunk, dict):
+                yield ErrorEvent(error="SSE data is not a JSON object", kind="InvalidResponse")
+                return
+            if chunk.get("error"):
+                # vLLM and OpenAI report a failure mid-stream as an error chunk (often
+                # followed by [DONE]); it must not read as a normal finish.
+                error = map_error(500, response.headers, payload.encode(), self._secrets)
+                yield ErrorEvent(error=str(error), kind=type(error).__name__)
+                return
+            if any(
+                (c.get("delta") or {}).get("content")
+                or (c.get("delta") or {}).get("tool_calls")
+                or c.get("finish_reason")
+                for c in chunk.get("choices") or ()
+            ):
+                first_deadline = None
             if chunk.get("usage"):
                 usage = _usage(chunk["usage"])
             for choice in chunk.get("choices") or ():

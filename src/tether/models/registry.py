@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tether.errors import ConfigError
 from tether.ledger import Ledger, Limit
+from tether.models.anthropic import AnthropicChat
 from tether.models.budget import BudgetedChatModel
 from tether.models.chat import ChatModel
 from tether.models.openai_compat import OpenAICompatibleChat
@@ -49,6 +50,7 @@ async def open_chat_model(
         yield None
         return
     kind, _, rest = spec.partition(":")
+    provider: OpenAICompatibleChat | AnthropicChat
     if kind == "openai":
         if not rest:
             raise ConfigError("openai: needs a model name, e.g. openai:gpt-4.1-mini")
@@ -73,10 +75,16 @@ async def open_chat_model(
             await asyncio.to_thread(server.stop)
         return
     elif kind == "anthropic":
-        raise ConfigError("the anthropic: provider is not available in this version yet")
+        if not rest:
+            raise ConfigError(
+                "anthropic: needs a model name, e.g. anthropic:claude-sonnet-4-20250514"
+            )
+        if not api_key:
+            raise ConfigError("anthropic: models need ANTHROPIC_API_KEY (environment or .env)")
+        provider = AnthropicChat(rest, api_key=api_key)
     else:
         raise ConfigError(
-            f"unknown model {spec!r}; use extractive, openai:<model>, "
+            f"unknown model {spec!r}; use extractive, openai:<model>, anthropic:<model>, "
             "openai-compat:<url>#<model> or local:<file.gguf>"
         )
     try:

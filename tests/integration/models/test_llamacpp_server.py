@@ -118,6 +118,8 @@ def test_cli_ask_answers_through_the_server_with_checked_citations(
         "TETHER_EMBED_CACHE": str(tmp_path / "cache.db"),
         "TETHER_CONFIG": str(tmp_path / "none.toml"),
         "TETHER_USAGE_DB": str(tmp_path / "usage.db"),
+        "TETHER_RESPONSE_CACHE": str(tmp_path / "responses.db"),
+        "TETHER_RESPONSE_CACHE_TTL": "3600",
         "COLUMNS": "200",
     }
     run = [sys.executable, "-c", "from tether.cli import main; main()"]
@@ -157,3 +159,15 @@ def test_cli_ask_answers_through_the_server_with_checked_citations(
     assert usage.returncode == 0, usage.stderr
     row = next(line for line in usage.stdout.splitlines() if "openai-compat:smollm2" in line)
     assert str(data["usage"]["input_tokens"]) in row
+    # The same question again is a response-cache hit: same answer, no new metered call.
+    again = subprocess.run(asked.args, env=env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["summary"] == data["summary"]
+    usage_after = subprocess.run(
+        [*run, "usage", "--by", "model"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert usage_after.stdout == usage.stdout
+    cleared = subprocess.run(
+        [*run, "cache", "clear"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert cleared.returncode == 0 and "removed 0 " not in cleared.stdout

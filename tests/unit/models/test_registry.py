@@ -28,7 +28,8 @@ async def test_openai_compat_spec_builds_a_retrying_client() -> None:
         ("openai:gpt-4.1-mini", "OPENAI_API_KEY"),
         ("openai:", "model name"),
         ("openai-compat:localhost:8080#x", "http"),
-        ("anthropic:claude", "not available"),
+        ("anthropic:claude", "ANTHROPIC_API_KEY"),
+        ("anthropic:", "model name"),
         ("nonsense", "unknown model"),
         ("local:/no/such/file.gguf", "not found"),
     ],
@@ -37,6 +38,11 @@ async def test_bad_specs_are_config_errors(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         async with open_chat_model(spec):
             pass
+
+
+async def test_anthropic_with_a_key_builds_the_anthropic_client() -> None:
+    async with open_chat_model("anthropic:claude-sonnet-4-20250514", api_key="k") as model:
+        assert model is not None and model.name == "anthropic:claude-sonnet-4-20250514"
 
 
 async def test_openai_with_a_key_targets_the_openai_api() -> None:

@@ -1,0 +1,12 @@
+"""Test helpers shipped with tether, for tether's own tests and for users' tests.
+
+`MockProvider` is a real HTTP server speaking OpenAI's Chat Completions wire format,
+with per-request scripted faults (`Fault`) to exercise timeouts, retries and error
+mapping end to end.
+"""
+
+from __future__ import annotations
+
+from tether.testing.mock_provider import Fault, MockProvider, RecordedRequest
+
+__all__ = ["Fault", "MockProvider", "RecordedRequest"]
