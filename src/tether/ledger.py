@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from tether.errors import BudgetExceeded
+from tether.quick_sqlite import run_quickly
 from tether.types import Usage
 
 Window = Literal["request", "user_day", "feature_day", "tenant_month"]
@@ -43,7 +44,19 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_user_day ON calls (user, day);
 CREATE INDEX IF NOT EXISTS calls_feature_day ON calls (feature, day);
 CREATE INDEX IF NOT EXISTS calls_tenant_month ON calls (tenant, month);
+-- Running totals per budget window, kept in step with `calls` in the same transactions,
+-- so checking a limit is a point lookup however many calls the window already holds.
+CREATE TABLE IF NOT EXISTS totals (
+    window TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    period TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    usd    REAL NOT NULL,
+    PRIMARY KEY (window, key, period)
+);
 """
+BUSY_TIMEOUT_MS = 30_000
+_WINDOWS: tuple[Window, ...] = ("user_day", "feature_day", "tenant_month")
 
 
 @dataclass(frozen=True)
@@ -78,22 +91,37 @@ class Ledger:
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        # WAL + NORMAL: a commit is atomic and survives a process crash; only an OS crash
+        # can lose the last few rows. An fsync per call would cost more than the call.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    def _spent(self, window: Window, caller: Caller, now: datetime) -> tuple[int, float]:
-        where, value = {
-            "user_day": ("user = ? AND day = ?", (caller.user, now.strftime("%Y-%m-%d"))),
-            "feature_day": ("feature = ? AND day = ?", (caller.feature, now.strftime("%Y-%m-%d"))),
-            "tenant_month": ("tenant = ? AND month = ?", (caller.tenant, now.strftime("%Y-%m"))),
-        }[window]
-        tokens, usd = self._db.execute(
-            f"SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(usd), 0) FROM calls "
-            f"WHERE state != 'released' AND {where}",
-            value,
+    @staticmethod
+    def _slots(
+        user: str, feature: str, tenant: str, day: str, month: str
+    ) -> list[tuple[str, str, str]]:
+        return [
+            ("user_day", user, day),
+            ("feature_day", feature, day),
+            ("tenant_month", tenant, month),
+        ]
+
+    def _total(self, window: str, key: str, period: str) -> tuple[int, float]:
+        row = self._db.execute(
+            "SELECT tokens, usd FROM totals WHERE window = ? AND key = ? AND period = ?",
+            (window, key, period),
         ).fetchone()
-        return int(tokens), float(usd)
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    def _add(self, slots: list[tuple[str, str, str]], tokens: int, usd: float) -> None:
+        self._db.executemany(
+            "INSERT INTO totals (window, key, period, tokens, usd) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (window, key, period) DO UPDATE SET tokens = tokens + excluded.tokens, "
+            "usd = usd + excluded.usd",
+            [(w, k, p, tokens, usd) for w, k, p in slots],
+        )
 
     def reserve(
         self,
@@ -108,6 +136,9 @@ class Ledger:
         """Check every limit and record a reservation atomically; BudgetExceeded if any
         limit would be crossed. Returns the reservation id."""
         now = now or datetime.now(UTC)
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        slots = self._slots(caller.user, caller.feature, caller.tenant, day, month)
+        window_slot = {slot[0]: slot for slot in slots}
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -115,7 +146,7 @@ class Ledger:
                     spent_tokens, spent_usd = (
                         (0, 0.0)
                         if limit.window == "request"
-                        else self._spent(limit.window, caller, now)
+                        else self._total(*window_slot[limit.window])
                     )
                     if limit.tokens is not None and spent_tokens + tokens > limit.tokens:
                         raise BudgetExceeded(
@@ -142,8 +173,8 @@ class Ledger:
                     "tokens, usd) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
                     (
                         now.timestamp(),
-                        now.strftime("%Y-%m-%d"),
-                        now.strftime("%Y-%m"),
+                        day,
+                        month,
                         model,
                         caller.user,
                         caller.feature,
@@ -152,11 +183,33 @@ class Ledger:
                         usd,
                     ),
                 )
+                self._add(slots, tokens, usd)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return int(cursor.lastrowid or 0)
+
+    def _finish(
+        self, reservation: int, sql: str, params: tuple[object, ...], tokens: int, usd: float
+    ) -> None:
+        """Rewrite one call row and move the window totals by the difference."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT user, feature, tenant, day, month, tokens, usd, state FROM calls "
+                    "WHERE id = ?",
+                    (reservation,),
+                ).fetchone()
+                if row is None or row[7] != "reserved":
+                    raise ValueError(f"no open reservation {reservation}")
+                self._db.execute(sql, (*params, reservation))
+                self._add(self._slots(*row[:5]), tokens - int(row[5]), usd - float(row[6]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def settle(
         self,
@@ -169,31 +222,34 @@ class Ledger:
     ) -> None:
         """Replace the reservation with what the call really used."""
         total = usage.input_tokens + usage.output_tokens
-        with self._lock:
-            self._db.execute(
-                "UPDATE calls SET state = 'settled', tokens = ?, usd = ?, input_tokens = ?, "
-                "output_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, "
-                "request_id = ?, outcome = ? WHERE id = ?",
-                (
-                    total,
-                    usd,
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cached_input_tokens,
-                    usage.cache_write_tokens,
-                    request_id,
-                    outcome,
-                    reservation,
-                ),
-            )
+        self._finish(
+            reservation,
+            "UPDATE calls SET state = 'settled', tokens = ?, usd = ?, input_tokens = ?, "
+            "output_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, "
+            "request_id = ?, outcome = ? WHERE id = ?",
+            (
+                total,
+                usd,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_input_tokens,
+                usage.cache_write_tokens,
+                request_id,
+                outcome,
+            ),
+            total,
+            usd,
+        )
 
     def release(self, reservation: int, *, outcome: str) -> None:
         """The call failed before using anything billable: free the reservation."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE calls SET state = 'released', outcome = ? WHERE id = ?",
-                (outcome, reservation),
-            )
+        self._finish(
+            reservation,
+            "UPDATE calls SET state = 'released', outcome = ? WHERE id = ?",
+            (outcome,),
+            0,
+            0.0,
+        )
 
     def summary(
         self, by: Sequence[str] = ("day", "model"), *, since_day: str = ""
@@ -219,6 +275,42 @@ class Ledger:
             )
             for row in rows
         ]
+
+    # Async faces for the event loop: inline when the ledger is free, else in a thread.
+
+    async def areserve(
+        self, caller: Caller, model: str, tokens: int, usd: float, limits: Sequence[Limit]
+    ) -> int:
+        return await run_quickly(
+            self._db,
+            self._lock,
+            lambda: self.reserve(caller, model, tokens, usd, limits),
+            timeout_ms=BUSY_TIMEOUT_MS,
+        )
+
+    async def asettle(
+        self,
+        reservation: int,
+        usage: Usage,
+        usd: float,
+        *,
+        request_id: str | None = None,
+        outcome: str = "ok",
+    ) -> None:
+        await run_quickly(
+            self._db,
+            self._lock,
+            lambda: self.settle(reservation, usage, usd, request_id=request_id, outcome=outcome),
+            timeout_ms=BUSY_TIMEOUT_MS,
+        )
+
+    async def arelease(self, reservation: int, *, outcome: str) -> None:
+        await run_quickly(
+            self._db,
+            self._lock,
+            lambda: self.release(reservation, outcome=outcome),
+            timeout_ms=BUSY_TIMEOUT_MS,
+        )
 
     def close(self) -> None:
         with self._lock:

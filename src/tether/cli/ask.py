@@ -14,9 +14,8 @@ from tether import prompts
 from tether.cli import render
 from tether.ledger import Ledger
 from tether.models.budget import calling_as
-from tether.models.cache import CachingChatModel
 from tether.models.extractive import ExtractiveOptions
-from tether.models.registry import open_chat_model
+from tether.models.registry import CacheConfig, open_chat_model
 from tether.rag import AnswerConfig, AnswerResult, answer
 from tether.retrieval.pack import PackOptions
 from tether.retrieval.retrieve import RetrievalConfig
@@ -54,32 +53,35 @@ async def run_ask(
     key = model_api_key(settings)
     # The extractive answerer makes no model calls, so it has nothing to meter.
     ledger = None if settings.model in ("", "extractive") else Ledger(settings.usage_db)
-    async with (
-        open_runtime(settings) as rt,
-        open_chat_model(
-            settings.model, api_key=key, ledger=ledger, limits=budget_limits(settings)
-        ) as model,
-    ):
+    async with open_runtime(settings) as rt:
         scope = rt.scope(tenant, principals)
-        if model is not None and settings.response_cache_ttl > 0:
-            # Outermost: a hit neither reserves budget nor reaches the provider.
-            model = CachingChatModel(
-                model,
+        cache = (
+            CacheConfig(
                 settings.response_cache,
-                ttl_seconds=settings.response_cache_ttl,
+                settings.response_cache_ttl,
                 scope=scope.tenant_id,
                 prompt_key=prompts.get("qa.answer").key,
             )
-        with calling_as(user=getpass.getuser(), feature="ask", tenant=scope.tenant_id):
-            return await answer(
-                question,
-                store=rt.store,
-                embedder=rt.embedder,
-                scope=scope,
-                filters=parsed,
-                config=answer_config(settings, k),
-                model=model,
-            )
+            if settings.response_cache_ttl > 0
+            else None
+        )
+        async with open_chat_model(
+            settings.model,
+            api_key=key,
+            ledger=ledger,
+            limits=budget_limits(settings),
+            cache=cache,
+        ) as model:
+            with calling_as(user=getpass.getuser(), feature="ask", tenant=scope.tenant_id):
+                return await answer(
+                    question,
+                    store=rt.store,
+                    embedder=rt.embedder,
+                    scope=scope,
+                    filters=parsed,
+                    config=answer_config(settings, k),
+                    model=model,
+                )
 
 
 def ask_command(

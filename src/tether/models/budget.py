@@ -9,7 +9,6 @@ the real usage; a call that failed without output frees it.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -85,19 +84,16 @@ class BudgetedChatModel:
 
     async def _reserve(self, request: ChatRequest) -> int:
         tokens, usd = self._estimate(request)
-        return await asyncio.to_thread(
-            self._ledger.reserve, current_caller(), self.name, tokens, usd, self._limits
-        )
+        return await self._ledger.areserve(current_caller(), self.name, tokens, usd, self._limits)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         reservation = await self._reserve(request)
         try:
             response = await self._inner.chat(request)
         except BaseException as exc:
-            await asyncio.to_thread(self._ledger.release, reservation, outcome=type(exc).__name__)
+            await self._ledger.arelease(reservation, outcome=type(exc).__name__)
             raise
-        await asyncio.to_thread(
-            self._ledger.settle,
+        await self._ledger.asettle(
             reservation,
             response.usage,
             self._cost(response.usage),

@@ -19,7 +19,6 @@ identical misses are not coalesced; each reaches the inner model and the last on
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -43,6 +42,7 @@ from tether.models.chat import (
     ToolCallEvent,
     UsageEvent,
 )
+from tether.quick_sqlite import run_quickly
 from tether.types import Usage
 
 #: Bumped when the key's canonical form changes, so old rows simply stop matching.
@@ -116,7 +116,7 @@ class CachingChatModel:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _connect(self.path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
 
@@ -137,7 +137,7 @@ class CachingChatModel:
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    # -- storage (runs in a worker thread; one connection, serialised by the lock) --
+    # -- storage (inline when free, else a worker thread; one connection, one lock) --
 
     def _load(self, key: str) -> tuple[float, str] | None:
         with self._lock:
@@ -154,7 +154,7 @@ class CachingChatModel:
             )
 
     async def _lookup(self, key: str) -> ChatResponse | None:
-        found = await asyncio.to_thread(self._load, key)
+        found = await run_quickly(self._db, self._lock, lambda: self._load(key), timeout_ms=30_000)
         if found is None:
             return None
         created, stored = found
@@ -166,7 +166,10 @@ class CachingChatModel:
             return None  # a row from an incompatible version: treat as a miss, overwrite
 
     async def _store(self, key: str, response: ChatResponse) -> None:
-        await asyncio.to_thread(self._save, key, self._clock(), response.model_dump_json())
+        created, body = self._clock(), response.model_dump_json()
+        await run_quickly(
+            self._db, self._lock, lambda: self._save(key, created, body), timeout_ms=30_000
+        )
 
     # -- ChatModel --
 

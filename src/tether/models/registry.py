@@ -11,28 +11,55 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tether.errors import ConfigError
 from tether.ledger import Ledger, Limit
 from tether.models.anthropic import AnthropicChat
 from tether.models.budget import BudgetedChatModel
+from tether.models.cache import CachingChatModel
 from tether.models.chat import ChatModel
 from tether.models.openai_compat import OpenAICompatibleChat
 from tether.models.retry import RetryingChatModel, RetryPolicy
+from tether.models.traced import Hook, TracedChatModel, log_hook
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
+@dataclass(frozen=True)
+class CacheConfig:
+    path: str
+    ttl_seconds: float
+    #: The tenant the cached answers belong to: part of every key.
+    scope: str
+    prompt_key: str = ""
+
+
 def compose(
-    provider: ChatModel, *, retry: RetryPolicy, ledger: Ledger | None, limits: Sequence[Limit]
+    provider: ChatModel,
+    *,
+    retry: RetryPolicy = RetryPolicy(),
+    ledger: Ledger | None = None,
+    limits: Sequence[Limit] = (),
+    cache: CacheConfig | None = None,
+    hooks: Sequence[Hook] = (log_hook,),
 ) -> ChatModel:
-    """The wrapper stack, outermost first: budget (one reservation covers the retries),
-    then retry, then the provider."""
+    """The wrapper stack, outermost first: trace (sees every logical call, hits included),
+    cache (a hit neither reserves budget nor reaches the provider), budget (one
+    reservation covers all retries), retry, then the provider."""
     model: ChatModel = RetryingChatModel(provider, retry)
     if ledger is not None:
         model = BudgetedChatModel(model, ledger, limits)
-    return model
+    if cache is not None:
+        model = CachingChatModel(
+            model,
+            cache.path,
+            ttl_seconds=cache.ttl_seconds,
+            scope=cache.scope,
+            prompt_key=cache.prompt_key,
+        )
+    return TracedChatModel(model, hooks)
 
 
 @asynccontextmanager
@@ -43,6 +70,7 @@ async def open_chat_model(
     retry: RetryPolicy = RetryPolicy(),
     ledger: Ledger | None = None,
     limits: Sequence[Limit] = (),
+    cache: CacheConfig | None = None,
 ) -> AsyncIterator[ChatModel | None]:
     """The model a spec names (None for the extractive answerer), closed on exit."""
     spec = spec.strip()
@@ -69,7 +97,7 @@ async def open_chat_model(
         server = await asyncio.to_thread(start_local_server, path)
         provider = OpenAICompatibleChat(server.base_url, path.stem)
         try:
-            yield compose(provider, retry=retry, ledger=ledger, limits=limits)
+            yield compose(provider, retry=retry, ledger=ledger, limits=limits, cache=cache)
         finally:
             await provider.aclose()
             await asyncio.to_thread(server.stop)
@@ -88,6 +116,6 @@ async def open_chat_model(
             "openai-compat:<url>#<model> or local:<file.gguf>"
         )
     try:
-        yield compose(provider, retry=retry, ledger=ledger, limits=limits)
+        yield compose(provider, retry=retry, ledger=ledger, limits=limits, cache=cache)
     finally:
         await provider.aclose()

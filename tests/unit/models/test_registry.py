@@ -6,7 +6,7 @@ import pytest
 
 from tether.errors import ConfigError
 from tether.models.registry import open_chat_model
-from tether.models.retry import RetryingChatModel
+from tether.models.traced import TracedChatModel
 
 
 async def test_extractive_means_no_chat_model() -> None:
@@ -18,7 +18,7 @@ async def test_extractive_means_no_chat_model() -> None:
 
 async def test_openai_compat_spec_builds_a_retrying_client() -> None:
     async with open_chat_model("openai-compat:http://127.0.0.1:9/v1#tiny") as model:
-        assert isinstance(model, RetryingChatModel)
+        assert isinstance(model, TracedChatModel)
         assert model.name == "openai-compat:tiny"
 
 
