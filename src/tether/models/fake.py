@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
@@ -64,12 +65,15 @@ class FakeChatModel:
 
     def __init__(
         self,
-        script: Sequence[ChatResponse | str | Exception],
+        script: Sequence[ChatResponse | str | Exception] = (),
         *,
         delay: float = 0.0,
         name: str = "fake",
+        responder: Callable[[ChatRequest], ChatResponse | str] | None = None,
     ) -> None:
         self._script = list(script)
+        #: Answers every request once the script is used up (None: running out is an error).
+        self._responder = responder
         self._delay = delay
         self._name = name
         self.requests: list[ChatRequest] = []
@@ -83,8 +87,11 @@ class FakeChatModel:
         if self._delay:
             await asyncio.sleep(self._delay)
         if not self._script:
-            raise AssertionError("FakeChatModel ran out of scripted replies")
-        item = self._script.pop(0)
+            if self._responder is None:
+                raise AssertionError("FakeChatModel ran out of scripted replies")
+            item: ChatResponse | str | Exception = self._responder(request)
+        else:
+            item = self._script.pop(0)
         if isinstance(item, Exception):
             raise item
         if isinstance(item, str):
@@ -107,3 +114,33 @@ class FakeChatModel:
             yield ToolCallEvent(call=call)
         yield UsageEvent(usage=reply.usage)
         yield DoneEvent(finish_reason=reply.finish_reason, request_id=reply.request_id)
+
+
+_SOURCE = re.compile(r'<item id="([^"]+)"[^>]*>\n(.*?)\n</item>', re.S)
+
+
+def grounded_reply(request: ChatRequest) -> str:
+    """A qa.answer-shaped JSON reply quoting the first sentence of the first source in
+    the prompt, or a decline when there is none. Deterministic and offline: it exercises
+    the whole LLM answer path (prompt, structured output, citation check) without a model."""
+    prompt = request.messages[-1].content if request.messages else ""
+    found = _SOURCE.search(prompt)
+    if found is None:
+        return json.dumps(
+            {
+                "answer": "The sources do not answer this.",
+                "cited_ids": [],
+                "declined": True,
+                "confidence": 1.0,
+            }
+        )
+    source_id, text = found.group(1), " ".join(found.group(2).split())
+    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    return json.dumps(
+        {
+            "answer": f"{sentence} [{source_id}]",
+            "cited_ids": [source_id],
+            "declined": False,
+            "confidence": 0.5,
+        }
+    )

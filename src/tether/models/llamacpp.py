@@ -59,6 +59,25 @@ class LocalServer:
         self.stop()
 
 
+class ServerTokenCounter:
+    """Counts tokens with the served model's own tokenizer (llama.cpp `/tokenize`), so a
+    local model's budget estimates are in its tokens, not an OpenAI encoding's."""
+
+    def __init__(self, server_url: str, *, timeout: float = 5.0) -> None:
+        self._client = httpx.Client(base_url=server_url.removesuffix("/v1"), timeout=timeout)
+
+    def count(self, text: str) -> int:
+        try:
+            response = self._client.post("/tokenize", json={"content": text})
+            response.raise_for_status()
+            return len(response.json()["tokens"])
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            raise ProviderUnavailable(f"local tokenizer unavailable: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

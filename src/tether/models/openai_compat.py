@@ -155,8 +155,10 @@ class OpenAICompatibleChat:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         first_token_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        name: str | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._name = name or f"openai-compat:{model}"
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
@@ -169,7 +171,7 @@ class OpenAICompatibleChat:
 
     @property
     def name(self) -> str:
-        return f"openai-compat:{self._model}"
+        return self._name
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -20,9 +20,11 @@ from tether.models.anthropic import AnthropicChat
 from tether.models.budget import BudgetedChatModel
 from tether.models.cache import CachingChatModel
 from tether.models.chat import ChatModel
+from tether.models.fake import FakeChatModel, grounded_reply
 from tether.models.openai_compat import OpenAICompatibleChat
 from tether.models.retry import RetryingChatModel, RetryPolicy
 from tether.models.traced import Hook, TracedChatModel, log_hook
+from tether.tokens import TokenCounter
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -44,13 +46,14 @@ def compose(
     limits: Sequence[Limit] = (),
     cache: CacheConfig | None = None,
     hooks: Sequence[Hook] = (log_hook,),
+    counter: TokenCounter | None = None,
 ) -> ChatModel:
     """The wrapper stack, outermost first: trace (sees every logical call, hits included),
     cache (a hit neither reserves budget nor reaches the provider), budget (one
     reservation covers all retries), retry, then the provider."""
     model: ChatModel = RetryingChatModel(provider, retry)
     if ledger is not None:
-        model = BudgetedChatModel(model, ledger, limits)
+        model = BudgetedChatModel(model, ledger, limits, counter=counter)
     if cache is not None:
         model = CachingChatModel(
             model,
@@ -78,30 +81,38 @@ async def open_chat_model(
         yield None
         return
     kind, _, rest = spec.partition(":")
-    provider: OpenAICompatibleChat | AnthropicChat
+    provider: OpenAICompatibleChat | AnthropicChat | FakeChatModel
     if kind == "openai":
         if not rest:
             raise ConfigError("openai: needs a model name, e.g. openai:gpt-4.1-mini")
         if not api_key:
             raise ConfigError("openai: models need OPENAI_API_KEY (environment or .env)")
-        provider = OpenAICompatibleChat(OPENAI_BASE_URL, rest, api_key=api_key)
+        provider = OpenAICompatibleChat(
+            OPENAI_BASE_URL, rest, api_key=api_key, name=f"openai:{rest}"
+        )
     elif kind == "openai-compat":
         base_url, _, name = rest.partition("#")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("use openai-compat:http://host:port/v1#model")
         provider = OpenAICompatibleChat(base_url, name or "default", api_key=api_key)
     elif kind == "local":
-        from tether.models.llamacpp import start_local_server
+        from tether.models.llamacpp import ServerTokenCounter, start_local_server
 
         path = Path(rest).expanduser()
         server = await asyncio.to_thread(start_local_server, path)
-        provider = OpenAICompatibleChat(server.base_url, path.stem)
+        provider = OpenAICompatibleChat(server.base_url, path.stem, name=f"local:{path.name}")
+        counter = ServerTokenCounter(server.base_url)
         try:
-            yield compose(provider, retry=retry, ledger=ledger, limits=limits, cache=cache)
+            yield compose(
+                provider, retry=retry, ledger=ledger, limits=limits, cache=cache, counter=counter
+            )
         finally:
+            counter.close()
             await provider.aclose()
             await asyncio.to_thread(server.stop)
         return
+    elif kind == "fake" or spec == "fake":
+        provider = FakeChatModel(responder=grounded_reply)  # offline, deterministic
     elif kind == "anthropic":
         if not rest:
             raise ConfigError(
@@ -118,4 +129,5 @@ async def open_chat_model(
     try:
         yield compose(provider, retry=retry, ledger=ledger, limits=limits, cache=cache)
     finally:
-        await provider.aclose()
+        if not isinstance(provider, FakeChatModel):
+            await provider.aclose()

@@ -332,3 +332,29 @@ def test_eval_retrieval_bad_qrels_exits_2_with_dataset_error(
     assert run.code == 2
     assert "DatasetError" in run.err
     assert "bad.tsv" in " ".join(run.err.split())
+
+
+def test_ask_with_the_fake_model_runs_the_llm_path_offline(env: Env, first_ingest: Run) -> None:
+    usage_db = env.root / "usage.db"
+    run = tether(
+        Env(env.root, {**env.vars, "TETHER_USAGE_DB": str(usage_db)}),
+        "ask",
+        ANSWERABLE,
+        "--json",
+        "--model",
+        "fake",
+    )
+    assert run.code == 0, run.err
+    payload = json.loads(run.out)
+    retrieved = {r["chunk_id"] for r in payload["retrieved"]}
+    cited = [c["chunk_id"] for c in payload["citations"]]
+    assert payload["model"] == "fake" and len(cited) == 1 and cited[0] in retrieved
+    assert f"[{cited[0]}]" in payload["summary"]
+    assert payload["usage"]["input_tokens"] > 0
+    usage = tether(Env(env.root, {**env.vars, "TETHER_USAGE_DB": str(usage_db)}), "usage")
+    assert usage.code == 0 and "fake" in usage.out
+
+
+def test_ask_with_an_unknown_model_is_a_config_error(env: Env) -> None:
+    run = tether(env, "ask", "anything", "--model", "mystery:model")
+    assert run.code == 2 and "ConfigError" in run.err and "unknown model" in run.err

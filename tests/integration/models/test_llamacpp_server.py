@@ -171,3 +171,31 @@ def test_cli_ask_answers_through_the_server_with_checked_citations(
         [*run, "cache", "clear"], env=env, capture_output=True, text=True, timeout=60
     )
     assert cleared.returncode == 0 and "removed 0 " not in cleared.stdout
+
+
+def test_local_tokenizer_counts_in_the_models_own_tokens(server: LocalServer) -> None:
+    from tether.models.llamacpp import ServerTokenCounter
+    from tether.tokens import TiktokenCounter
+
+    counter = ServerTokenCounter(server.base_url)
+    text = "Tokenizers disagree: SmolLM2 is not o200k_base."
+    own = counter.count(text)
+    counter.close()
+    assert own > 0 and own != TiktokenCounter().count(text)
+
+
+async def test_local_spec_starts_its_own_server_and_answers(tmp_path: Path) -> None:
+    if not GGUF.is_file():
+        pytest.skip(f"{GGUF} missing: run `make models`")
+    from tether.ledger import Ledger, Limit
+    from tether.models.registry import open_chat_model
+
+    ledger = Ledger(tmp_path / "usage.db")
+    async with open_chat_model(
+        f"local:{GGUF}", ledger=ledger, limits=[Limit("user_day", usd=0.0)]
+    ) as model:
+        assert model is not None and model.name == f"local:{GGUF.name}"
+        reply = await model.chat(ask("Say hello.", max_tokens=4))
+        assert reply.usage.output_tokens > 0
+    (row,) = ledger.summary(by=("model",))
+    assert row.key == (f"local:{GGUF.name}",) and row.usd == 0.0  # local calls are free

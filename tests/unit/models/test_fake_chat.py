@@ -46,3 +46,35 @@ async def test_stream_yields_tokens_tool_calls_usage_and_done() -> None:
     assert "".join(e.text for e in events if isinstance(e, TokenEvent)) == "a b c"
     assert [e.call for e in events if isinstance(e, ToolCallEvent)] == [call]
     assert isinstance(events[-1], DoneEvent) and events[-1].finish_reason == "tool_calls"
+
+
+async def test_grounded_reply_quotes_and_cites_the_first_source() -> None:
+    import json
+
+    from tether.models.fake import grounded_reply
+    from tether.prompts import get
+    from tether.prompts.qa_answer_v1 import QAInputs, Source
+
+    messages = get("qa.answer").render(
+        QAInputs(
+            question="q",
+            sources=[
+                Source(id="c0123456789abcde", text="First sentence here. Second one."),
+                Source(id="c1111111111111111", text="Other."),
+            ],
+        )
+    )
+    data = json.loads(grounded_reply(ChatRequest(messages=messages)))
+    assert data["answer"] == "First sentence here. [c0123456789abcde]"
+    assert data["cited_ids"] == ["c0123456789abcde"] and not data["declined"]
+    empty = json.loads(grounded_reply(REQUEST))
+    assert empty["declined"] and empty["cited_ids"] == []
+
+
+async def test_a_responder_answers_after_the_script() -> None:
+    fake = FakeChatModel(["scripted"], responder=lambda request: "generated")
+    assert [(await fake.chat(REQUEST)).text for _ in range(3)] == [
+        "scripted",
+        "generated",
+        "generated",
+    ]
