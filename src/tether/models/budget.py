@@ -122,13 +122,13 @@ class BudgetedChatModel:
             raise
         finally:
             if usage is not None:
-                self._ledger.settle(
+                await self._ledger.asettle(
                     reservation, usage, self._cost(usage), request_id=request_id, outcome=outcome
                 )
             elif delivered:
                 # Tokens were produced but never reported: keep the reservation as spent.
                 tokens, usd = self._estimate(request)
-                self._ledger.settle(
+                await self._ledger.asettle(
                     reservation,
                     Usage(
                         input_tokens=tokens - request.max_tokens, output_tokens=request.max_tokens
@@ -137,4 +137,4 @@ class BudgetedChatModel:
                     outcome=f"{outcome} (estimated)",
                 )
             else:
-                self._ledger.release(reservation, outcome=outcome)
+                await self._ledger.arelease(reservation, outcome=outcome)

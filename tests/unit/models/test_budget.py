@@ -162,3 +162,23 @@ async def test_stream_settles_from_its_usage_event(tmp_path: Path) -> None:
     events = [e async for e in model.stream(REQUEST)]
     assert events[-1].type == "done"
     assert spent(ledger) == 10
+
+
+async def test_an_aborted_stream_keeps_its_estimate_as_spent(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    model = budgeted(FakeChatModel([reply(7, 3)]), ledger, Limit("request", tokens=ESTIMATE))
+    events = model.stream(REQUEST)
+    await anext(events)  # a token arrived, then the consumer went away
+    await events.aclose()  # type: ignore[attr-defined]
+    assert spent(ledger) == ESTIMATE  # produced but unreported usage counts in full
+
+
+async def test_a_stream_failing_before_any_event_releases(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    model = budgeted(
+        FakeChatModel([ProviderUnavailable("down")]), ledger, Limit("request", tokens=ESTIMATE)
+    )
+    with pytest.raises(ProviderUnavailable):
+        async for _ in model.stream(REQUEST):
+            pass
+    assert spent(ledger) == 0 and ledger.summary(by=()) == []
