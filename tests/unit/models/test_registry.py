@@ -47,4 +47,4 @@ async def test_anthropic_with_a_key_builds_the_anthropic_client() -> None:
 
 async def test_openai_with_a_key_targets_the_openai_api() -> None:
     async with open_chat_model("openai:gpt-4.1-mini", api_key="sk-x") as model:
-        assert model is not None and model.name == "openai-compat:gpt-4.1-mini"
+        assert model is not None and model.name == "openai:gpt-4.1-mini"
