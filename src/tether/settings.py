@@ -188,8 +188,16 @@ def budget_limits(settings: Settings) -> list[Limit]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings with CLI flags (non-None overrides) on top of everything else."""
+    """Settings with CLI flags (non-None overrides) on top of everything else. Secrets may
+    also come from files in TETHER_SECRETS_DIR (one file per setting, e.g.
+    `openai_api_key`), as container orchestrators mount them."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    secrets_dir = os.environ.get("TETHER_SECRETS_DIR")
+    if secrets_dir:
+        if not Path(secrets_dir).is_dir():
+            raise ConfigError(f"TETHER_SECRETS_DIR {secrets_dir} is not a folder")
+        values["_secrets_dir"] = secrets_dir
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**values)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

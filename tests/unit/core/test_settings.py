@@ -200,3 +200,20 @@ def test_settings_class_direct_construction_respects_env(
 ) -> None:
     monkeypatch.setenv("TETHER_DEFAULT_TENANT", "acme")
     assert Settings().default_tenant == "acme"
+
+
+def test_secrets_can_come_from_a_secrets_folder(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = isolated / "secrets"
+    folder.mkdir()
+    (folder / "openai_api_key").write_text("sk-from-a-mounted-file")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("TETHER_SECRETS_DIR", str(folder))
+    settings = load_settings()
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "sk-from-a-mounted-file"
+    assert "sk-from-a-mounted-file" not in repr(settings)
+    monkeypatch.setenv("TETHER_SECRETS_DIR", str(isolated / "missing"))
+    with pytest.raises(ConfigError, match="not a folder"):
+        load_settings()
