@@ -8,5 +8,19 @@ mapping end to end.
 from __future__ import annotations
 
 from tether.testing.mock_provider import Fault, MockProvider, RecordedRequest
+from tether.testing.replay import (
+    Recording,
+    RecordingTransport,
+    ReplayMismatch,
+    ReplayTransport,
+)
 
-__all__ = ["Fault", "MockProvider", "RecordedRequest"]
+__all__ = [
+    "Fault",
+    "MockProvider",
+    "RecordedRequest",
+    "Recording",
+    "RecordingTransport",
+    "ReplayMismatch",
+    "ReplayTransport",
+]
