@@ -8,6 +8,7 @@ import sys
 STEPS = [
     [sys.executable, "-m", "benchmarks.scifact"],
     [sys.executable, "-m", "benchmarks.ingest_throughput", "--docs", "500", "--rounds", "3"],
+    [sys.executable, "-m", "benchmarks.wrapper_overhead", "--calls", "2000"],
     ["bash", "benchmarks/demo_fresh_clone.sh"],
 ]
 
