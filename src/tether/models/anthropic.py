@@ -57,7 +57,7 @@ from tether.models.chat import (
     ToolCallEvent,
     UsageEvent,
 )
-from tether.models.openai_compat import retry_after_seconds
+from tether.models.http import header_request_id, redact, retry_after_seconds, transport_error
 from tether.types import Usage
 
 log = logging.getLogger("tether.models.anthropic")
@@ -100,33 +100,24 @@ _CONTEXT_MARKERS = (
 )
 
 
-def _request_id(headers: httpx.Headers) -> str | None:
-    value = headers.get("request-id") or headers.get("x-request-id")
-    return str(value) if value else None
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _error_body(body: bytes) -> tuple[str, str, str | None]:
-    """(message, error type, request id) from an Anthropic error body, tolerating anything."""
+def _error_body(body: bytes, secrets: list[str]) -> tuple[str, str, str | None]:
+    """(message, error type, request id) from an Anthropic error body, tolerating anything.
+    Secrets are redacted before the message is shortened."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body[:300].decode("utf-8", "replace"), "", None
+        return redact(body.decode("utf-8", "replace"), secrets)[:300], "", None
     if not isinstance(data, dict):
-        return str(data)[:300], "", None
-    request_id = data.get("request_id")
-    request_id = str(request_id) if request_id else None
+        return redact(str(data), secrets)[:300], "", None
+    body_request_id = data.get("request_id")
+    found_id = str(body_request_id) if body_request_id else None
     error = data.get("error")
     if isinstance(error, dict):
-        return str(error.get("message", ""))[:500], str(error.get("type") or ""), request_id
+        message = redact(str(error.get("message", "")), secrets)[:500]
+        return message, str(error.get("type") or ""), found_id
     if isinstance(error, str):
-        return error[:500], "", request_id
-    return str(data)[:300], "", request_id
+        return redact(error, secrets)[:500], "", found_id
+    return redact(str(data), secrets)[:300], "", found_id
 
 
 def _is_context_overflow(error_type: str, message: str) -> bool:
@@ -138,22 +129,21 @@ def map_error(
     status: int, headers: httpx.Headers, body: bytes, secrets: list[str]
 ) -> ProviderError:
     """The typed error for an HTTP error response (the key redacted from its message)."""
-    message, error_type, body_request_id = _error_body(body)
-    message = _redact(message, secrets)
-    request_id = _request_id(headers) or body_request_id
+    message, error_type, body_request_id = _error_body(body, secrets)
+    found_id = header_request_id(headers) or body_request_id
     detail = f"{error_type}: {message}" if error_type else message
     text = f"provider answered {status}: {detail}".rstrip(": ")
     if status in (401, 403):
-        return AuthenticationError(text, request_id=request_id, status=status)
+        return AuthenticationError(text, request_id=found_id, status=status)
     if status == 429:
         return RateLimited(
-            text, request_id=request_id, status=status, retry_after=retry_after_seconds(headers)
+            text, request_id=found_id, status=status, retry_after=retry_after_seconds(headers)
         )
     if status >= 500:  # 529 is Anthropic's "overloaded"
-        return ProviderUnavailable(text, request_id=request_id, status=status)
+        return ProviderUnavailable(text, request_id=found_id, status=status)
     if _is_context_overflow(error_type, message):
-        return ContextLengthExceeded(text, request_id=request_id, status=status)
-    return BadRequest(text, request_id=request_id, status=status)
+        return ContextLengthExceeded(text, request_id=found_id, status=status)
+    return BadRequest(text, request_id=found_id, status=status)
 
 
 def _stream_error(data: dict[str, Any], secrets: list[str]) -> ErrorEvent:
@@ -161,7 +151,7 @@ def _stream_error(data: dict[str, Any], secrets: list[str]) -> ErrorEvent:
     error = data.get("error")
     error_type = str(error.get("type") or "") if isinstance(error, dict) else ""
     message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
-    message = _redact(message[:500], secrets)
+    message = redact(message, secrets)[:500]
     kind: type[ProviderError] = _ERROR_TYPES.get(error_type, ProviderUnavailable)
     if kind is BadRequest and _is_context_overflow(error_type, message):
         kind = ContextLengthExceeded
@@ -282,10 +272,7 @@ class AnthropicChat:
         return {"Idempotency-Key": request.idempotency_key} if request.idempotency_key else {}
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
-        text = _redact(str(exc) or type(exc).__name__, self._secrets)
-        if isinstance(exc, httpx.TimeoutException):
-            return Timeout(f"{type(exc).__name__}: {text}")
-        return ProviderUnavailable(f"{type(exc).__name__}: {text}")
+        return transport_error(exc, self._secrets)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         body = self._body(request, stream=False)
@@ -295,7 +282,7 @@ class AnthropicChat:
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        request_id = _request_id(response.headers)
+        request_id = header_request_id(response.headers)
         log.debug("chat %s -> %s request_id=%s", self._model, response.status_code, request_id)
         if response.status_code >= 400:
             raise map_error(response.status_code, response.headers, response.content, self._secrets)
@@ -303,7 +290,7 @@ class AnthropicChat:
         try:
             return self._parse(response.json(), fmt_name, request_id)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            message = _redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             raise InvalidResponse(
                 f"malformed messages response: {message}", request_id=request_id
             ) from None
@@ -346,7 +333,7 @@ class AnthropicChat:
             async with self._client.stream(
                 "POST", "messages", json=body, headers=self._headers(request)
             ) as response:
-                request_id = _request_id(response.headers)
+                request_id = header_request_id(response.headers)
                 log.debug(
                     "stream %s -> %s request_id=%s", self._model, response.status_code, request_id
                 )
@@ -402,7 +389,7 @@ class AnthropicChat:
                         raise ValueError("not an object")
                     out = state.feed(event)
                 except (ValueError, KeyError, TypeError) as exc:
-                    message = _redact(f"{exc} in {payload[:100]!r}", self._secrets)
+                    message = redact(f"{exc} in {payload[:100]!r}", self._secrets)
                     yield ErrorEvent(
                         error=f"malformed SSE event: {message}", kind="InvalidResponse"
                     )

@@ -7,10 +7,8 @@ timeouts, error mapping and what is (never) logged.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +22,6 @@ from tether.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
-    Timeout,
 )
 from tether.models.chat import (
     ChatRequest,
@@ -37,6 +34,12 @@ from tether.models.chat import (
     ToolCall,
     ToolCallEvent,
     UsageEvent,
+)
+from tether.models.http import (
+    header_request_id,
+    redact,
+    retry_after_seconds,
+    transport_error,
 )
 from tether.types import Usage
 
@@ -52,52 +55,20 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-def retry_after_seconds(headers: httpx.Headers, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(when - (now if now is not None else time.time()), 0.0)
-
-
-def _request_id(headers: httpx.Headers) -> str | None:
-    value = headers.get("x-request-id") or headers.get("request-id")
-    return str(value) if value else None
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 def _error_message(body: bytes, secrets: list[str]) -> tuple[str, str]:
     """(message, code) from an OpenAI-style error body, tolerating anything else. Secrets
     are redacted before anything is shortened, so no fragment of one survives a cut."""
     try:
         data = json.loads(body)
     except ValueError:
-        return _redact(body.decode("utf-8", "replace"), secrets)[:300], ""
+        return redact(body.decode("utf-8", "replace"), secrets)[:300], ""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         code = f"{error.get('code') or ''} {error.get('type') or ''}".strip()
-        return _redact(str(error.get("message", "")), secrets)[:500], code
+        return redact(str(error.get("message", "")), secrets)[:500], code
     if isinstance(error, str):
-        return _redact(error, secrets)[:500], ""
-    return _redact(str(data), secrets)[:300], ""
+        return redact(error, secrets)[:500], ""
+    return redact(str(data), secrets)[:300], ""
 
 
 # How OpenAI, vLLM and llama.cpp word "the prompt does not fit the context window".
@@ -114,7 +85,7 @@ def map_error(
     status: int, headers: httpx.Headers, body: bytes, secrets: list[str]
 ) -> ProviderError:
     message, code = _error_message(body, secrets)
-    request_id = _request_id(headers)
+    request_id = header_request_id(headers)
     text = f"provider answered {status}: {message}".rstrip(": ")
     if status in (401, 403):
         return AuthenticationError(text, request_id=request_id, status=status)
@@ -211,10 +182,7 @@ class OpenAICompatibleChat:
         return {"Idempotency-Key": request.idempotency_key} if request.idempotency_key else {}
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
-        text = _redact(str(exc) or type(exc).__name__, self._secrets)
-        if isinstance(exc, httpx.TimeoutException):
-            return Timeout(f"{type(exc).__name__}: {text}")
-        return ProviderUnavailable(f"{type(exc).__name__}: {text}")
+        return transport_error(exc, self._secrets)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         try:
@@ -225,7 +193,7 @@ class OpenAICompatibleChat:
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        request_id = _request_id(response.headers)
+        request_id = header_request_id(response.headers)
         log.debug("chat %s -> %s request_id=%s", self._model, response.status_code, request_id)
         if response.status_code >= 400:
             raise map_error(response.status_code, response.headers, response.content, self._secrets)
@@ -260,7 +228,7 @@ class OpenAICompatibleChat:
             async with self._client.stream(
                 "POST", "chat/completions", json=body, headers=self._headers(request)
             ) as response:
-                request_id = _request_id(response.headers)
+                request_id = header_request_id(response.headers)
                 if response.status_code >= 400:
                     raise map_error(
                         response.status_code,
@@ -310,7 +278,7 @@ class OpenAICompatibleChat:
                 chunk = json.loads(payload)
             except ValueError:
                 yield ErrorEvent(
-                    error=f"malformed SSE data: {_redact(payload, self._secrets)[:100]!r}",
+                    error=f"malformed SSE data: {redact(payload, self._secrets)[:100]!r}",
                     kind="InvalidResponse",
                 )
                 return

@@ -848,3 +848,22 @@ async def test_structured_generate_returns_the_model_through_the_forced_tool() -
     assert isinstance(repair, list) and [m["role"] for m in repair] == ["user", "assistant", "user"]
     assert json.loads(repair[1]["content"]) == {"city": "Oslo"}
     assert "population" in repair[2]["content"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (
+            '{"type": "error", "error": {"type": "authentication_error", "message": "'
+            + "x" * 470
+            + f' key {KEY} was rejected"}}}}'
+        ).encode(),
+        ("y" * 280 + f" key {KEY} rejected").encode(),
+    ],
+)
+def test_no_fragment_of_an_echoed_key_survives_truncation(body: bytes) -> None:
+    from tether.models.anthropic import map_error
+
+    error = map_error(401, httpx.Headers(), body, [KEY])
+    text = str(error)
+    assert KEY[:12] not in text and KEY[-12:] not in text
