@@ -56,7 +56,6 @@ CREATE TABLE IF NOT EXISTS totals (
 );
 """
 BUSY_TIMEOUT_MS = 30_000
-_WINDOWS: tuple[Window, ...] = ("user_day", "feature_day", "tenant_month")
 
 
 @dataclass(frozen=True)
