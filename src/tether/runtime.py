@@ -62,7 +62,7 @@ def build_embedder(settings: Settings) -> Embedder:
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     embedder = build_embedder(settings)
-    store = open_store(settings.store, embed_model=embedder.model_id, dim=embedder.dim)
+    store = await open_store(settings.store, embed_model=embedder.model_id, dim=embedder.dim)
     try:
         yield Runtime(settings=settings, store=store, embedder=embedder)
     finally:

@@ -84,7 +84,7 @@ def parse_filter(text: str) -> Filter:
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _whole_day(field: str, value: Scalar) -> tuple[str, str] | None:
+def whole_day(field: str, value: Scalar) -> tuple[str, str] | None:
     if field not in DATE_COLUMNS or not isinstance(value, str) or not _DATE_ONLY.match(value):
         return None
     try:
@@ -112,7 +112,7 @@ def compile_sqlite(
             raise InvalidFilter(f"range filter on {flt.field!r} takes one value")
         marks = ",".join("?" * len(values))
         params_for = [_value(flt.field, v) for v in values]
-        day = _whole_day(flt.field, values[0]) if len(values) == 1 else None
+        day = whole_day(flt.field, values[0]) if len(values) == 1 else None
         if day is not None and flt.op in ("eq", "lte", "gt"):
             # A date without a time names the whole day: "<= 2024-01-31" includes Jan 31.
             column = f"{alias}.{flt.field}"

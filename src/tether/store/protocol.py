@@ -77,14 +77,16 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-def open_store(url: str, *, embed_model: str, dim: int) -> Store:
-    """Open the store a TETHER_STORE url names."""
+async def open_store(url: str, *, embed_model: str, dim: int) -> Store:
+    """Open the store a TETHER_STORE url names (migrating a PostgreSQL schema if needed)."""
     if url.startswith("sqlite:///"):
         from tether.store.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"), embed_model=embed_model, dim=dim)
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("the PostgreSQL store is not available in this version")
+        from tether.store.postgres import PostgresStore
+
+        return await PostgresStore.open(url, embed_model=embed_model, dim=dim)
     raise StoreError(f"unknown store url {url!r}; use sqlite:///path/to/tether.db")
 
 
