@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
+import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
@@ -116,10 +117,13 @@ class PostgresStore:
         self.dim = dim
         self.ef_search = 100
 
-    @classmethod
-    async def open(
-        cls, dsn: str, *, embed_model: str, dim: int, min_size: int = 1, max_size: int = 8
-    ) -> PostgresStore:
+    @staticmethod
+    async def pool(
+        dsn: str, *, min_size: int = 1, max_size: int = 8, vector: bool = True
+    ) -> AsyncConnectionPool:
+        """A connection pool; with `vector`, every connection knows pgvector's type (so the
+        extension must exist already: `open` creates it first)."""
+
         async def configure(conn: AsyncConnection) -> None:
             await register_vector_async(conn)
 
@@ -128,15 +132,33 @@ class PostgresStore:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            configure=configure,
+            configure=configure if vector else None,
             kwargs={"autocommit": True},
         )
         try:
             await pool.open(wait=True, timeout=30)
+        except Exception as exc:
+            await pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+        return pool
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, embed_model: str, dim: int, min_size: int = 1, max_size: int = 8
+    ) -> PostgresStore:
+        try:
+            async with await AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot prepare PostgreSQL store: {exc}") from exc
+        pool = await cls.pool(dsn, min_size=min_size, max_size=max_size)
+        try:
             store = cls(pool, embed_model=embed_model, dim=dim)
             await store.upgrade()
         except Exception as exc:
             await pool.close()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
         return store
 
@@ -173,6 +195,10 @@ class PostgresStore:
 
     async def schema_version(self) -> int:
         async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass('tether_schema') IS NOT NULL")
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return 0
             cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM tether_schema")
             row = await cur.fetchone()
             return int(row[0]) if row else 0

@@ -1,0 +1,51 @@
+"""`tether db status|upgrade` and opening a bare database, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+
+from tether.models.minilm import DIM, MODEL_ID
+from tether.store.postgres import SCHEMA_VERSION, PostgresStore
+
+
+def tether(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TETHER_STORE": dsn, "COLUMNS": "200", "TETHER_CONFIG": "/nonexistent"}
+    return subprocess.run(
+        [sys.executable, "-c", "from tether.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_status_then_upgrade_then_status(pg_database: str) -> None:
+    before = tether(pg_database, "db", "status")
+    assert before.returncode == 0, before.stderr
+    assert "schema version 0" in before.stdout and "pending" in before.stdout
+    upgraded = tether(pg_database, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"schema version {SCHEMA_VERSION}" in upgraded.stdout
+    after = tether(pg_database, "db", "status")
+    assert "up to date" in after.stdout
+    again = tether(pg_database, "db", "upgrade")  # idempotent
+    assert again.returncode == 0 and f"schema version {SCHEMA_VERSION}" in again.stdout
+
+
+def test_db_commands_refuse_a_sqlite_store() -> None:
+    run = tether("sqlite:////tmp/x.db", "db", "status")
+    assert run.returncode == 2 and "postgresql://" in run.stderr
+
+
+async def test_open_creates_the_extension_in_a_bare_database(pg_database: str) -> None:
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DROP EXTENSION vector")
+    store = await PostgresStore.open(pg_database, embed_model=MODEL_ID, dim=DIM)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+    finally:
+        await store.close()
