@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from tether.cli import ask, cache, db, demo, evaluate, ingest, usage
+from tether.cli import ask, cache, db, demo, evaluate, ingest, migrate, usage
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("ingest")(ingest.ingest_command)
 app.command("ask")(ask.ask_command)
 app.command("demo")(demo.demo_command)
 app.command("usage")(usage.usage_command)
+app.command("migrate")(migrate.migrate_command)
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(cache.app, name="cache")
 app.add_typer(db.app, name="db")

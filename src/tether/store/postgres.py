@@ -14,10 +14,11 @@ iterative index scans so filtered queries still return `limit` rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
@@ -73,6 +74,13 @@ def _acl(scope: Scope) -> tuple[str, list[object]]:
     if not others:
         return "c.acl_public", []
     return "(c.acl_public OR c.acl && %s::text[])", [others]
+
+
+def _as_array(value: object) -> npt.NDArray[np.float32]:
+    """pgvector hands back a `Vector` (newer) or an ndarray (older) for a vector column."""
+    to_numpy = getattr(value, "to_numpy", None)
+    raw = to_numpy() if callable(to_numpy) else value
+    return np.asarray(raw, dtype=np.float32)
 
 
 def _row_to_chunk(row: Sequence[object]) -> Chunk:
@@ -404,8 +412,45 @@ class PostgresStore:
             rows = {str(i): v for i, v in await cur.fetchall()}
         for n, cid in enumerate(ids):
             if cid in rows:
-                out[n] = np.asarray(rows[cid], dtype=np.float32)
+                out[n] = _as_array(rows[cid])
         return out
+
+    async def tenants(self) -> list[str]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT tenant_id FROM tenants ORDER BY 1")
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def export_documents(
+        self, tenant_id: str, *, batch: int = 100
+    ) -> AsyncIterator[list[tuple[DocumentRecord, list[Chunk], Vectors]]]:
+        Scope(tenant_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT tenant_id, source_id, title, content_hash, chunk_count, ingested_at "
+                "FROM documents WHERE tenant_id = %s ORDER BY source_id",
+                (tenant_id,),
+            )
+            records = [DocumentRecord(*row) for row in await cur.fetchall()]
+        for start in range(0, len(records), batch):
+            part = records[start : start + batch]
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT {_CHUNK_COLUMNS}, c.embedding FROM chunks c WHERE c.tenant_id = %s "
+                    "AND c.source_id = ANY(%s) ORDER BY c.source_id, c.position",
+                    (tenant_id, [r.source_id for r in part]),
+                )
+                rows = await cur.fetchall()
+            by_source: dict[str, list[Sequence[object]]] = {}
+            for row in rows:
+                by_source.setdefault(str(row[2]), []).append(row)
+            out = []
+            for record in part:
+                found = by_source.get(record.source_id, [])
+                vectors = np.asarray([_as_array(r[-1]) for r in found], dtype=np.float32).reshape(
+                    len(found), self.dim
+                )
+                out.append((record, [_row_to_chunk(r[:-1]) for r in found], vectors))
+            yield out
 
     async def close(self) -> None:
         await self._pool.close()

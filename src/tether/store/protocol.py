@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -73,6 +73,17 @@ class Store(Protocol):
     async def chunk_vectors(self, scope: Scope, ids: Sequence[str]) -> Vectors: ...
 
     async def count_chunks(self, scope: Scope) -> int: ...
+
+    async def tenants(self) -> list[str]:
+        """Every tenant with a partition (for operators' tools such as `tether migrate`)."""
+        ...
+
+    def export_documents(
+        self, tenant_id: str, *, batch: int = 100
+    ) -> AsyncIterator[list[tuple[DocumentRecord, list[Chunk], Vectors]]]:
+        """A tenant's documents with their chunks and vectors, in batches, unfiltered by
+        ACL: an operator's copy, not a caller's query."""
+        ...
 
     async def close(self) -> None: ...
 

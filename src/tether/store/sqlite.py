@@ -11,7 +11,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -561,6 +561,59 @@ class SQLiteStore:
             return out
 
         return await self._run(query) if ids else np.zeros((0, self.dim), dtype=np.float32)
+
+    async def tenants(self) -> list[str]:
+        return await self._run(
+            lambda: [
+                str(r[0]) for r in self._db.execute("SELECT tenant_id FROM tenants ORDER BY 1")
+            ]
+        )
+
+    async def export_documents(
+        self, tenant_id: str, *, batch: int = 100
+    ) -> AsyncIterator[list[tuple[DocumentRecord, list[Chunk], Vectors]]]:
+        Scope(tenant_id)
+        sources = await self._run(
+            lambda: [
+                (str(s), str(t), str(h), int(n), str(at))
+                for s, t, h, n, at in self._db.execute(
+                    "SELECT source_id, title, content_hash, chunk_count, ingested_at FROM documents "
+                    "WHERE tenant_id = ? ORDER BY source_id",
+                    (tenant_id,),
+                )
+            ]
+        )
+        for start in range(0, len(sources), batch):
+            part = sources[start : start + batch]
+
+            def load(
+                part: list[tuple[str, str, str, int, str]] = part,
+            ) -> list[tuple[DocumentRecord, list[Chunk], Vectors]]:
+                out = []
+                for source_id, title, digest, count, at in part:
+                    rows = self._db.execute(
+                        f"SELECT {_CHUNK_COLUMNS}, c.vector FROM chunks c WHERE c.tenant_id = ? "
+                        "AND c.source_id = ? ORDER BY c.position",
+                        (tenant_id, source_id),
+                    ).fetchall()
+                    vectors = np.frombuffer(b"".join(r[-1] for r in rows), dtype=np.float32)
+                    out.append(
+                        (
+                            DocumentRecord(
+                                tenant_id,
+                                source_id,
+                                title,
+                                digest,
+                                count,
+                                datetime.fromisoformat(at),
+                            ),
+                            [_row_to_chunk(r[:-1]) for r in rows],
+                            vectors.reshape(len(rows), self.dim).copy(),
+                        )
+                    )
+                return out
+
+            yield await self._run(load)
 
     async def close(self) -> None:
         with self._lock:
