@@ -4,9 +4,12 @@ Chunks are LIST-partitioned by tenant, so each tenant's HNSW and GIN indexes are
 (dropping a tenant drops its partition); every query still carries the tenant predicate
 as the second wall, and the ACL and metadata filters run inside the same SQL.
 
-Keyword ranking: PostgreSQL full-text search — `to_tsvector('english', ...)` over
-title (weight A), section (B) and text (C), a GIN index, an OR `to_tsquery` of the
-query's words, ranked by `ts_rank` (default weights 0.1/0.2/0.4/1.0 for D/C/B/A).
+Keyword ranking: BM25 (k1=1.2, b=0.75, title weight 2), the same scorer as the embedded
+store, over PostgreSQL's own lexemes: `to_tsvector('english', ...)` of title (weight
+label A), section (B) and text (C) is stored per chunk; each replica reads a tenant's
+lexemes once per store generation into in-memory postings (`unnest(tsv)` gives the
+per-column term frequencies) and scores with numpy. `ts_rank` was measured first and
+lost 0.22 nDCG@10 on SciFact's keyword side (docs/benchmarks.md): it has no IDF.
 Dense: cosine distance on an HNSW index (`vector_cosine_ops`), with pgvector's
 iterative index scans so filtered queries still return `limit` rows.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -27,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from tether.errors import StoreError
 from tether.lexical import query_terms
 from tether.models.embedder import Vectors
+from tether.store.bm25 import BM25Params, Postings, build_postings
 from tether.store.filters import Filter
 from tether.store.pg_filters import compile_pg
 from tether.store.protocol import DocumentRecord, Scope
@@ -116,6 +121,14 @@ def _row_to_chunk(row: Sequence[object]) -> Chunk:
     )
 
 
+@dataclass
+class _KeywordIndex:
+    generation: int
+    ids: list[str]
+    public: npt.NDArray[np.bool_]
+    postings: Postings
+
+
 class PostgresStore:
     """Open with `await PostgresStore.open(dsn, embed_model=..., dim=...)`."""
 
@@ -124,6 +137,7 @@ class PostgresStore:
         self.embed_model = embed_model
         self.dim = dim
         self.ef_search = 100
+        self._keyword: dict[str, _KeywordIndex] = {}
 
     @staticmethod
     async def pool(
@@ -319,7 +333,12 @@ class PostgresStore:
         if not source_ids:
             return 0
         async with self._pool.connection() as conn, conn.transaction():
-            return await self._delete(conn, tenant_id, source_ids)
+            removed = await self._delete(conn, tenant_id, source_ids)
+            # Every replica's cached keyword postings for this tenant are now stale.
+            await conn.execute(
+                "UPDATE tenants SET generation = generation + 1 WHERE tenant_id = %s", (tenant_id,)
+            )
+            return removed
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -345,22 +364,85 @@ class PostgresStore:
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
+    async def _keyword_index(self, conn: AsyncConnection, tenant_id: str) -> _KeywordIndex | None:
+        """The tenant's BM25 postings, rebuilt when its generation moved (see module doc)."""
+        cur = await conn.execute(
+            "SELECT generation FROM tenants WHERE tenant_id = %s", (tenant_id,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        cached = self._keyword.get(tenant_id)
+        if cached is not None and cached.generation == row[0]:
+            return cached
+        async with conn.transaction():  # one snapshot for ids, flags and lexemes
+            cur = await conn.execute(
+                "SELECT generation FROM tenants WHERE tenant_id = %s", (tenant_id,)
+            )
+            generation = (await cur.fetchone() or (0,))[0]
+            cur = await conn.execute(
+                "SELECT id, acl_public FROM chunks WHERE tenant_id = %s ORDER BY id", (tenant_id,)
+            )
+            docs = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT c.id, l.lexeme, l.weights FROM chunks c, unnest(c.tsv) AS l "
+                "WHERE c.tenant_id = %s",
+                (tenant_id,),
+            )
+            lexemes = await cur.fetchall()
+        ids = [str(d[0]) for d in docs]
+        position = {cid: n for n, cid in enumerate(ids)}
+        rows: list[tuple[str, int, int, int]] = []
+        for cid, lexeme, weights in lexemes:
+            for column, label in enumerate(("A", "B", "C")):
+                count = sum(1 for w in weights if w == label)
+                if count:
+                    rows.append((str(lexeme), position[str(cid)], column, count))
+        rows.sort()
+        index = _KeywordIndex(
+            generation=int(generation),
+            ids=ids,
+            public=np.fromiter((bool(d[1]) for d in docs), dtype=np.bool_, count=len(docs)),
+            postings=build_postings(rows, np.arange(len(ids), dtype=np.int64), BM25Params()),
+        )
+        self._keyword[tenant_id] = index
+        return index
+
     async def keyword_search(
         self, scope: Scope, text: str, filters: Sequence[Filter], limit: int
     ) -> list[tuple[str, float]]:
         words = query_terms(text)
         if not words:
             return []
-        acl, acl_params = _acl(scope)
-        where, filter_params = compile_pg(filters)
         async with self._pool.connection() as conn:
+            index = await self._keyword_index(conn, scope.tenant_id)
+            if index is None or not index.ids:
+                return []
             cur = await conn.execute(
-                "SELECT c.id, ts_rank(c.tsv, q) AS score FROM chunks c, "
-                "to_tsquery('english', %s) AS q WHERE c.tenant_id = %s AND c.tsv @@ q "
-                f"AND {acl} AND {where} ORDER BY score DESC, c.id LIMIT %s",
-                (" | ".join(words), scope.tenant_id, *acl_params, *filter_params, limit),
+                "SELECT lexeme FROM unnest(to_tsvector('english', %s))", (" ".join(words),)
             )
-            return [(str(i), float(s)) for i, s in await cur.fetchall()]
+            terms = [str(r[0]) for r in await cur.fetchall()]
+            scores = index.postings.scores(terms)
+            if filters or (scope.principals != {PUBLIC} and not index.public.all()):
+                acl, acl_params = _acl(scope)
+                where, filter_params = compile_pg(filters)
+                cur = await conn.execute(
+                    f"SELECT c.id FROM chunks c WHERE c.tenant_id = %s AND {acl} AND {where}",
+                    (scope.tenant_id, *acl_params, *filter_params),
+                )
+                allowed = {str(r[0]) for r in await cur.fetchall()}
+                mask = np.fromiter(
+                    (cid in allowed for cid in index.ids), dtype=np.bool_, count=len(index.ids)
+                )
+                scores = np.where(mask, scores, 0.0)
+            elif not index.public.all():
+                scores = np.where(index.public, scores, 0.0)
+        n = min(limit, int((scores > 0).sum()))
+        if n <= 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(index.ids[i], float(scores[i])) for i in top]
 
     async def vector_search(
         self, scope: Scope, vector: Vectors, filters: Sequence[Filter], limit: int
