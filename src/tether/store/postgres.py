@@ -34,7 +34,7 @@ from tether.models.embedder import Vectors
 from tether.store.bm25 import BM25Params, Postings, build_postings
 from tether.store.filters import Filter
 from tether.store.pg_filters import compile_pg
-from tether.store.protocol import DocumentRecord, Scope
+from tether.store.protocol import DocumentRecord, Scope, check_batch
 from tether.types import PUBLIC, Chunk
 
 SCHEMA_VERSION = 1
@@ -273,14 +273,7 @@ class PostgresStore:
     async def replace_documents(
         self, tenant_id: str, batch: Sequence[tuple[DocumentRecord, Sequence[Chunk], Vectors]]
     ) -> None:
-        Scope(tenant_id)
-        for record, chunks, vectors in batch:
-            if record.tenant_id != tenant_id or any(c.tenant_id != tenant_id for c in chunks):
-                raise StoreError("a document or chunk names another tenant than the write")
-            if vectors.shape != (len(chunks), self.dim):
-                raise StoreError(
-                    f"{record.source_id}: {vectors.shape} vectors for {len(chunks)} chunks"
-                )
+        check_batch(tenant_id, batch, self.dim)
         async with self._pool.connection() as conn, conn.transaction():
             await self._ensure_partition(conn, tenant_id)
             await self._delete(conn, tenant_id, [r.source_id for r, _, _ in batch])

@@ -88,6 +88,23 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+def check_batch(
+    tenant_id: str,
+    batch: Sequence[tuple[DocumentRecord, Sequence[Chunk], Vectors]],
+    dim: int,
+) -> None:
+    """What every backend checks before a write: a tenant, one tenant throughout, and one
+    vector of the store's dimension per chunk."""
+    Scope(tenant_id)
+    for record, chunks, vectors in batch:
+        if record.tenant_id != tenant_id or any(c.tenant_id != tenant_id for c in chunks):
+            raise StoreError("a document or chunk names another tenant than the write")
+        if vectors.shape != (len(chunks), dim):
+            raise StoreError(
+                f"{record.source_id}: {vectors.shape} vectors for {len(chunks)} chunks"
+            )
+
+
 async def open_store(url: str, *, embed_model: str, dim: int) -> Store:
     """Open the store a TETHER_STORE url names (migrating a PostgreSQL schema if needed)."""
     if url.startswith("sqlite:///"):

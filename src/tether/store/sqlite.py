@@ -25,7 +25,7 @@ from tether.lexical import query_terms
 from tether.models.embedder import Vectors
 from tether.store.bm25 import BM25Params, Postings, build_postings
 from tether.store.filters import Filter, compile_sqlite, normalise_time
-from tether.store.protocol import DocumentRecord, Scope
+from tether.store.protocol import DocumentRecord, Scope, check_batch
 from tether.types import PUBLIC, Chunk
 
 SCHEMA_VERSION = 1
@@ -274,14 +274,7 @@ class SQLiteStore:
     async def replace_documents(
         self, tenant_id: str, batch: Sequence[tuple[DocumentRecord, Sequence[Chunk], Vectors]]
     ) -> None:
-        Scope(tenant_id)
-        for record, chunks, vectors in batch:
-            if record.tenant_id != tenant_id or any(c.tenant_id != tenant_id for c in chunks):
-                raise StoreError("a document or chunk names another tenant than the write")
-            if vectors.shape != (len(chunks), self.dim):
-                raise StoreError(
-                    f"{record.source_id}: {vectors.shape} vectors for {len(chunks)} chunks"
-                )
+        check_batch(tenant_id, batch, self.dim)
 
         def write(part: int) -> None:
             self._delete_sources(tenant_id, part, [r.source_id for r, _, _ in batch])
