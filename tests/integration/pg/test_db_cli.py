@@ -49,3 +49,39 @@ async def test_open_creates_the_extension_in_a_bare_database(pg_database: str) -
         assert await store.schema_version() == SCHEMA_VERSION
     finally:
         await store.close()
+
+
+def test_ingest_and_ask_on_postgresql_through_the_cli(pg_database: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    env_extra = {"TETHER_EMBED_CACHE": str(tmp_path / "cache.db")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "TETHER_STORE": pg_database,
+            "COLUMNS": "200",
+            "TETHER_CONFIG": "/nonexistent",
+            **env_extra,
+        }
+        return subprocess.run(
+            [sys.executable, "-c", "from tether.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    ingested = run("ingest", str(docs))
+    assert ingested.returncode == 0, ingested.stderr
+    again = run("ingest", str(docs))
+    assert "0 ingested" in again.stdout and "unchanged" in again.stdout
+    asked = run("ask", "--json", "How does tether keep one tenant's documents away from another?")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    retrieved = {r["chunk_id"] for r in answer["retrieved"]}
+    assert not answer["declined"] and answer["citations"]
+    assert {c["chunk_id"] for c in answer["citations"]} <= retrieved
+    assert all(c["source_id"].startswith(str(docs)) for c in answer["citations"])
