@@ -82,6 +82,26 @@ class Summary:
     usd: float
 
 
+def _check(
+    limit: Limit, caller: Caller, unit: str, cap: float | None, spent: float, needed: float
+) -> None:
+    if cap is None or spent + needed <= cap:
+        return
+
+    def amount(value: float) -> str:
+        return f"${value:.6f}" if unit == "usd" else f"{int(value)} tokens"
+
+    raise BudgetExceeded(
+        f"{limit.window} {'token ' if unit == 'tokens' else ''}budget for feature "
+        f"{caller.feature!r}: {amount(spent)} used + {amount(needed)} needed > {amount(cap)}",
+        feature=caller.feature,
+        scope=limit.window,
+        limit=cap,
+        spent=spent,
+        needed=needed,
+    )
+
+
 class Ledger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
@@ -147,26 +167,8 @@ class Ledger:
                         if limit.window == "request"
                         else self._total(*window_slot[limit.window])
                     )
-                    if limit.tokens is not None and spent_tokens + tokens > limit.tokens:
-                        raise BudgetExceeded(
-                            f"{limit.window} token budget for feature {caller.feature!r}: "
-                            f"{spent_tokens} used + {tokens} needed > {limit.tokens}",
-                            feature=caller.feature,
-                            scope=limit.window,
-                            limit=limit.tokens,
-                            spent=spent_tokens,
-                            needed=tokens,
-                        )
-                    if limit.usd is not None and spent_usd + usd > limit.usd:
-                        raise BudgetExceeded(
-                            f"{limit.window} budget for feature {caller.feature!r}: "
-                            f"${spent_usd:.6f} used + ${usd:.6f} needed > ${limit.usd:.6f}",
-                            feature=caller.feature,
-                            scope=limit.window,
-                            limit=limit.usd,
-                            spent=spent_usd,
-                            needed=usd,
-                        )
+                    _check(limit, caller, "tokens", limit.tokens, spent_tokens, tokens)
+                    _check(limit, caller, "usd", limit.usd, spent_usd, usd)
                 cursor = self._db.execute(
                     "INSERT INTO calls (ts, day, month, model, user, feature, tenant, state, "
                     "tokens, usd) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",

@@ -19,10 +19,8 @@ from tether.models.chat import (
     ChatModel,
     ChatRequest,
     ChatResponse,
-    DoneEvent,
-    ErrorEvent,
     StreamEvent,
-    UsageEvent,
+    StreamTally,
 )
 from tether.pricing import PriceTable, cost_usd, default_table
 from tether.tokens import TiktokenCounter, TokenCounter
@@ -103,29 +101,24 @@ class BudgetedChatModel:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         reservation = await self._reserve(request)
-        usage: Usage | None = None
-        outcome = "aborted"
-        request_id: str | None = None
-        delivered = False
+        tally = StreamTally()
         try:
             async for event in self._inner.stream(request):
-                delivered = True
-                if isinstance(event, UsageEvent):
-                    usage = event.usage
-                elif isinstance(event, DoneEvent):
-                    outcome, request_id = "ok", event.request_id
-                elif isinstance(event, ErrorEvent):
-                    outcome = event.kind
+                tally.see(event, 0.0)
                 yield event
         except BaseException as exc:
-            outcome = type(exc).__name__
+            tally.failed(exc)
             raise
         finally:
-            if usage is not None:
+            if tally.usage is not None:
                 await self._ledger.asettle(
-                    reservation, usage, self._cost(usage), request_id=request_id, outcome=outcome
+                    reservation,
+                    tally.usage,
+                    self._cost(tally.usage),
+                    request_id=tally.request_id,
+                    outcome=tally.outcome,
                 )
-            elif delivered:
+            elif tally.delivered:
                 # Tokens were produced but never reported: keep the reservation as spent.
                 tokens, usd = self._estimate(request)
                 await self._ledger.asettle(
@@ -134,7 +127,7 @@ class BudgetedChatModel:
                         input_tokens=tokens - request.max_tokens, output_tokens=request.max_tokens
                     ),
                     usd,
-                    outcome=f"{outcome} (estimated)",
+                    outcome=f"{tally.outcome} (estimated)",
                 )
             else:
-                await self._ledger.arelease(reservation, outcome=outcome)
+                await self._ledger.arelease(reservation, outcome=tally.outcome)

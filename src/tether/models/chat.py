@@ -115,3 +115,29 @@ class ChatModel(Protocol):
     async def chat(self, request: ChatRequest) -> ChatResponse: ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+
+
+class StreamTally:
+    """What wrappers need to know about a stream they pass through: whether anything was
+    delivered, the reported usage, how it ended, and when the first token came."""
+
+    def __init__(self) -> None:
+        self.delivered = False
+        self.usage: Usage | None = None
+        self.request_id: str | None = None
+        self.outcome = "aborted"
+        self.first_token_at: float | None = None
+
+    def see(self, event: StreamEvent, now: float) -> None:
+        self.delivered = True
+        if isinstance(event, TokenEvent) and self.first_token_at is None:
+            self.first_token_at = now
+        elif isinstance(event, UsageEvent):
+            self.usage = event.usage
+        elif isinstance(event, DoneEvent):
+            self.outcome, self.request_id = "ok", event.request_id
+        elif isinstance(event, ErrorEvent):
+            self.outcome = event.kind
+
+    def failed(self, exc: BaseException) -> None:
+        self.outcome = type(exc).__name__

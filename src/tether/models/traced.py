@@ -19,11 +19,8 @@ from tether.models.chat import (
     ChatModel,
     ChatRequest,
     ChatResponse,
-    DoneEvent,
-    ErrorEvent,
     StreamEvent,
-    TokenEvent,
-    UsageEvent,
+    StreamTally,
 )
 from tether.types import Usage
 
@@ -110,25 +107,16 @@ class TracedChatModel:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         caller, started, clock = current_caller(), time.time(), time.perf_counter()
-        usage: Usage | None = None
-        request_id: str | None = None
-        first_token_ms: float | None = None
-        outcome = "aborted"
+        tally = StreamTally()
         try:
             async for event in self._inner.stream(request):
-                if isinstance(event, TokenEvent) and first_token_ms is None:
-                    first_token_ms = (time.perf_counter() - clock) * 1000
-                elif isinstance(event, UsageEvent):
-                    usage = event.usage
-                elif isinstance(event, DoneEvent):
-                    outcome, request_id = "ok", event.request_id
-                elif isinstance(event, ErrorEvent):
-                    outcome = event.kind
+                tally.see(event, time.perf_counter())
                 yield event
         except BaseException as exc:
-            outcome = type(exc).__name__
+            tally.failed(exc)
             raise
         finally:
+            first = tally.first_token_at
             self._emit(
                 CallRecord(
                     self.name,
@@ -136,9 +124,9 @@ class TracedChatModel:
                     caller,
                     started,
                     (time.perf_counter() - clock) * 1000,
-                    outcome,
-                    usage,
-                    request_id,
-                    first_token_ms,
+                    tally.outcome,
+                    tally.usage,
+                    tally.request_id,
+                    (first - clock) * 1000 if first is not None else None,
                 )
             )
