@@ -250,5 +250,7 @@ async def ingest_paths(
     if removed:
         await store.delete_documents(tenant_id, removed)
         report.files.extend(FileOutcome(source_id=s, status="removed") for s in removed)
+    if report.chunks_written or removed:
+        await store.optimize()
     report.seconds = time.perf_counter() - started
     return report

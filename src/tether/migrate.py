@@ -64,6 +64,7 @@ async def copy_store(
             if on_progress:
                 on_progress(tenant, done.copied + done.unchanged)
         results.append(done)
+    await target.optimize()
     return results
 
 

@@ -74,6 +74,10 @@ class Store(Protocol):
 
     async def count_chunks(self, scope: Scope) -> int: ...
 
+    async def optimize(self) -> None:
+        """Refresh planner statistics after bulk writes (ingest, migrate)."""
+        ...
+
     async def tenants(self) -> list[str]:
         """Every tenant with a partition (for operators' tools such as `tether migrate`)."""
         ...

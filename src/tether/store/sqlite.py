@@ -555,6 +555,9 @@ class SQLiteStore:
 
         return await self._run(query) if ids else np.zeros((0, self.dim), dtype=np.float32)
 
+    async def optimize(self) -> None:
+        await self._run(lambda: self._db.execute("PRAGMA optimize"))
+
     async def tenants(self) -> list[str]:
         return await self._run(
             lambda: [
