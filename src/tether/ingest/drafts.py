@@ -46,3 +46,30 @@ class ParsedDocument(BaseModel):
 
     title: str | None = None
     drafts: list[ChunkDraft]
+
+
+def code_draft(
+    body: str,
+    *,
+    imports: str,
+    file: str,
+    symbol: str,
+    symbol_kind: str,
+    line_start: int,
+    line_end: int,
+    language: str,
+) -> ChunkDraft:
+    """One source-code symbol as a chunk: the import lines it uses, then its text."""
+    return ChunkDraft(
+        text=f"{imports}\n\n{body}" if imports else body,
+        section=symbol,
+        kind="code",
+        metadata={
+            "file": file,
+            "symbol": symbol,
+            "symbol_kind": symbol_kind,
+            "line_start": line_start,
+            "line_end": line_end,
+            "language": language,
+        },
+    )

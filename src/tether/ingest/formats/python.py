@@ -8,7 +8,7 @@ from pathlib import PurePath
 from typing import Literal, TypeAlias
 
 from tether.errors import EmptyDocument, UnreadableDocument
-from tether.ingest.drafts import ChunkDraft, ChunkOptions, ParsedDocument
+from tether.ingest.drafts import ChunkDraft, ChunkOptions, ParsedDocument, code_draft
 from tether.ingest.formats.textsplit import decode_utf8, normalize_newlines
 
 SymbolKind = Literal["function", "class", "method", "module"]
@@ -44,19 +44,15 @@ class _Module:
         self.options = options
 
     def draft(self, piece: _Piece, symbol: str, kind: SymbolKind) -> ChunkDraft:
-        prefix = self.import_lines(piece.nodes)
-        return ChunkDraft(
-            text=f"{prefix}\n\n{piece.text}" if prefix else piece.text,
-            section=symbol,
-            kind="code",
-            metadata={
-                "file": self.name,
-                "symbol": symbol,
-                "symbol_kind": kind,
-                "line_start": piece.start,
-                "line_end": piece.end,
-                "language": "python",
-            },
+        return code_draft(
+            piece.text,
+            imports=self.import_lines(piece.nodes),
+            file=self.name,
+            symbol=symbol,
+            symbol_kind=kind,
+            line_start=piece.start,
+            line_end=piece.end,
+            language="python",
         )
 
     def import_lines(self, nodes: tuple[ast.AST, ...]) -> str:

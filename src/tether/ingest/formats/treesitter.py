@@ -23,7 +23,7 @@ import tree_sitter_rust
 import tree_sitter_typescript
 from tree_sitter import Language, Node, Parser
 
-from tether.ingest.drafts import ChunkDraft, ChunkOptions
+from tether.ingest.drafts import ChunkDraft, ChunkOptions, code_draft
 
 SymbolKind = Literal[
     "function", "method", "class", "interface", "type", "enum", "struct", "trait", "impl",
@@ -215,19 +215,15 @@ class _File:
         return [self.draft(group, symbol, "module") for group in _group(pieces, limit)]
 
     def draft(self, piece: _Piece, symbol: str, kind: SymbolKind) -> ChunkDraft:
-        prefix = self.import_lines(piece)
-        return ChunkDraft(
-            text=f"{prefix}\n\n{piece.text}" if prefix else piece.text,
-            section=symbol,
-            kind="code",
-            metadata={
-                "file": self.name,
-                "symbol": symbol,
-                "symbol_kind": kind,
-                "line_start": piece.start,
-                "line_end": piece.end,
-                "language": self.language,
-            },
+        return code_draft(
+            piece.text,
+            imports=self.import_lines(piece),
+            file=self.name,
+            symbol=symbol,
+            symbol_kind=kind,
+            line_start=piece.start,
+            line_end=piece.end,
+            language=self.language,
         )
 
     def import_lines(self, piece: _Piece) -> str:
