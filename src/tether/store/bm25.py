@@ -106,8 +106,7 @@ def build_postings(
     position = np.minimum(position, n - 1)
     known = rowids[position] == doc_rowid  # rows of other tenants never get here, but be exact
     # Document length counts every token once, whatever the column weights.
-    lengths = np.bincount(position[known], weights=count[known], minlength=n)
-    avgdl = float(lengths.sum()) / n if n else 1.0
+    lengths = np.bincount(position[known], weights=count[known], minlength=n).astype(np.float64)
     weighted = count * np.asarray(params.weights, dtype=np.float64)[column]
 
     term_ids: dict[str, int] = {}
@@ -119,15 +118,37 @@ def build_postings(
     key = np.where(known, key, -1)
     valid = key >= 0
     unique_keys, inverse = np.unique(key[valid], return_inverse=True)
-    tf = np.bincount(inverse, weights=weighted[valid])
+    tf = np.bincount(inverse, weights=weighted[valid]).astype(np.float64)
     post_term = unique_keys // (n + 1)
     post_doc = (unique_keys % (n + 1)).astype(np.int32)
-    length = lengths[post_doc]
-    norm = params.k1 * (1.0 - params.b + params.b * length / (avgdl or 1.0))
-    weights = (tf * (params.k1 + 1.0) / (tf + norm)).astype(np.float32)
     df = np.bincount(post_term, minlength=len(term_ids))
+    return postings_from_arrays(list(term_ids), df, post_doc, tf, lengths, params)
+
+
+def postings_from_arrays(
+    terms: list[str],
+    df: npt.NDArray[np.int64],
+    docs: npt.NDArray[np.int32],
+    tf: npt.NDArray[np.float64],
+    lengths: npt.NDArray[np.float64],
+    params: BM25Params = BM25Params(),
+) -> Postings:
+    """Postings from merged (term, doc) pairs grouped by term: term t owns the `df[t]`
+    entries of `docs` (document positions) and `tf` (column-weighted term frequencies)
+    after those of terms before it; `lengths` is every document's token count."""
+    n = len(lengths)
+    avgdl = float(lengths.sum()) / n if n else 1.0
+    norm = params.k1 * (1.0 - params.b + params.b * lengths[docs] / (avgdl or 1.0))
+    weights = (tf * (params.k1 + 1.0) / (tf + norm)).astype(np.float32)
     idf = np.log((n - df + 0.5) / (df + 0.5))
     idf = np.where(idf <= 0.0, 1e-6, idf)  # FTS5's floor for terms in over half the rows
-    offsets = np.zeros(len(term_ids) + 1, dtype=np.int64)
+    offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(df, out=offsets[1:])
-    return Postings(term_ids, offsets, post_doc, weights, idf, n)
+    return Postings(
+        {term: i for i, term in enumerate(terms)},
+        offsets,
+        docs.astype(np.int32, copy=False),
+        weights,
+        idf.astype(np.float64),
+        n,
+    )

@@ -7,8 +7,8 @@ as the second wall, and the ACL and metadata filters run inside the same SQL.
 Keyword ranking: BM25 (k1=1.2, b=0.75, title weight 2), the same scorer as the embedded
 store, over PostgreSQL's own lexemes: `to_tsvector('english', ...)` of title (weight
 label A), section (B) and text (C) is stored per chunk; each replica reads a tenant's
-lexemes once per store generation into in-memory postings (`unnest(tsv)` gives the
-per-column term frequencies) and scores with numpy. `ts_rank` was measured first and
+lexemes once per store generation into in-memory postings and scores with numpy
+(`pg_keyword.py` has how, and how fresh they are). `ts_rank` was measured first and
 lost 0.22 nDCG@10 on SciFact's keyword side (docs/benchmarks.md): it has no IDF.
 Dense: cosine distance on an HNSW index (`vector_cosine_ops`), with pgvector's
 iterative index scans so filtered queries still return `limit` rows.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -31,9 +30,9 @@ from psycopg_pool import AsyncConnectionPool
 from tether.errors import StoreError
 from tether.lexical import query_terms
 from tether.models.embedder import Vectors
-from tether.store.bm25 import BM25Params, Postings, build_postings
 from tether.store.filters import Filter
 from tether.store.pg_filters import compile_pg
+from tether.store.pg_keyword import KeywordIndexes
 from tether.store.protocol import DocumentRecord, Scope, check_batch
 from tether.types import PUBLIC, Chunk
 
@@ -121,12 +120,26 @@ def _row_to_chunk(row: Sequence[object]) -> Chunk:
     )
 
 
-@dataclass
-class _KeywordIndex:
-    generation: int
-    ids: list[str]
-    public: npt.NDArray[np.bool_]
-    postings: Postings
+class _Ranking:
+    """Positions of the positive scores, best first (ties by position), handed out in
+    consecutive slices without sorting everything up front."""
+
+    def __init__(self, scores: npt.NDArray[np.float64]) -> None:
+        self._scores = scores
+        self._positive = np.flatnonzero(scores > 0)
+        self._given = 0
+
+    def next(self, count: int) -> npt.NDArray[np.intp]:
+        total = len(self._positive)
+        upto = min(total, self._given + count)
+        if upto <= self._given:
+            return np.zeros(0, dtype=np.intp)
+        values = self._scores[self._positive]
+        top = np.argpartition(-values, upto - 1)[:upto] if upto < total else np.arange(total)
+        top = top[np.lexsort((self._positive[top], -values[top]))]
+        out = self._positive[top[self._given : upto]]
+        self._given = upto
+        return out
 
 
 class PostgresStore:
@@ -137,7 +150,7 @@ class PostgresStore:
         self.embed_model = embed_model
         self.dim = dim
         self.ef_search = 100
-        self._keyword: dict[str, _KeywordIndex] = {}
+        self._keyword = KeywordIndexes(pool)
 
     @staticmethod
     async def pool(
@@ -357,85 +370,57 @@ class PostgresStore:
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
-    async def _keyword_index(self, conn: AsyncConnection, tenant_id: str) -> _KeywordIndex | None:
-        """The tenant's BM25 postings, rebuilt when its generation moved (see module doc)."""
-        cur = await conn.execute(
-            "SELECT generation FROM tenants WHERE tenant_id = %s", (tenant_id,)
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        cached = self._keyword.get(tenant_id)
-        if cached is not None and cached.generation == row[0]:
-            return cached
-        async with conn.transaction():  # one snapshot for ids, flags and lexemes
-            cur = await conn.execute(
-                "SELECT generation FROM tenants WHERE tenant_id = %s", (tenant_id,)
-            )
-            generation = (await cur.fetchone() or (0,))[0]
-            cur = await conn.execute(
-                "SELECT id, acl_public FROM chunks WHERE tenant_id = %s ORDER BY id", (tenant_id,)
-            )
-            docs = await cur.fetchall()
-            cur = await conn.execute(
-                "SELECT c.id, l.lexeme, l.weights FROM chunks c, unnest(c.tsv) AS l "
-                "WHERE c.tenant_id = %s",
-                (tenant_id,),
-            )
-            lexemes = await cur.fetchall()
-        ids = [str(d[0]) for d in docs]
-        position = {cid: n for n, cid in enumerate(ids)}
-        rows: list[tuple[str, int, int, int]] = []
-        for cid, lexeme, weights in lexemes:
-            for column, label in enumerate(("A", "B", "C")):
-                count = sum(1 for w in weights if w == label)
-                if count:
-                    rows.append((str(lexeme), position[str(cid)], column, count))
-        rows.sort()
-        index = _KeywordIndex(
-            generation=int(generation),
-            ids=ids,
-            public=np.fromiter((bool(d[1]) for d in docs), dtype=np.bool_, count=len(docs)),
-            postings=build_postings(rows, np.arange(len(ids), dtype=np.int64), BM25Params()),
-        )
-        self._keyword[tenant_id] = index
-        return index
-
     async def keyword_search(
         self, scope: Scope, text: str, filters: Sequence[Filter], limit: int
     ) -> list[tuple[str, float]]:
         words = query_terms(text)
-        if not words:
+        if not words or limit <= 0:
             return []
+        where, filter_params = compile_pg(filters)
         async with self._pool.connection() as conn:
-            index = await self._keyword_index(conn, scope.tenant_id)
-            if index is None or not index.ids:
-                return []
+            # One round trip: the tenant's generation and the query's lexemes.
             cur = await conn.execute(
-                "SELECT lexeme FROM unnest(to_tsvector('english', %s))", (" ".join(words),)
+                "SELECT (SELECT generation FROM tenants WHERE tenant_id = %s), "
+                "ARRAY(SELECT lexeme FROM unnest(to_tsvector('english', %s)))",
+                (scope.tenant_id, " ".join(words)),
             )
-            terms = [str(r[0]) for r in await cur.fetchall()]
-            scores = index.postings.scores(terms)
-            if filters or (scope.principals != {PUBLIC} and not index.public.all()):
-                acl, acl_params = _acl(scope)
-                where, filter_params = compile_pg(filters)
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return []
+        index, stale = await self._keyword.get(scope.tenant_id, int(row[0]))
+        if index is None or not index.ids:
+            return []
+        scores = index.postings.scores(str(t) for t in row[1])
+        visible = index.visible(scope.principals)
+        if visible is not None:
+            scores = np.where(visible, scores, 0.0)
+        ranked = _Ranking(scores)
+        if not filters and not stale:
+            return [(index.ids[i], float(scores[i])) for i in ranked.next(limit)]
+        # Filters (and stale postings) are checked in SQL on the best candidates, in
+        # growing rounds, rather than by reading every row the filter allows.
+        acl, acl_params = _acl(scope)
+        found: list[tuple[str, float]] = []
+        take = max(64, 4 * limit)
+        async with self._pool.connection() as conn:
+            while len(found) < limit:
+                batch = ranked.next(take)
+                if not len(batch):
+                    break
+                ids = [index.ids[i] for i in batch]
                 cur = await conn.execute(
-                    f"SELECT c.id FROM chunks c WHERE c.tenant_id = %s AND {acl} AND {where}",
-                    (scope.tenant_id, *acl_params, *filter_params),
+                    f"SELECT c.id FROM chunks c WHERE c.tenant_id = %s AND c.id = ANY(%s) "
+                    f"AND {acl} AND {where}",
+                    (scope.tenant_id, ids, *acl_params, *filter_params),
                 )
                 allowed = {str(r[0]) for r in await cur.fetchall()}
-                mask = np.fromiter(
-                    (cid in allowed for cid in index.ids), dtype=np.bool_, count=len(index.ids)
-                )
-                scores = np.where(mask, scores, 0.0)
-            elif not index.public.all():
-                scores = np.where(index.public, scores, 0.0)
-        n = min(limit, int((scores > 0).sum()))
-        if n <= 0:
-            return []
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(index.ids[i], float(scores[i])) for i in top]
+                found += [
+                    (cid, float(scores[i]))
+                    for cid, i in zip(ids, batch, strict=True)
+                    if cid in allowed
+                ]
+                take *= 4
+        return found[:limit]
 
     async def vector_search(
         self, scope: Scope, vector: Vectors, filters: Sequence[Filter], limit: int
@@ -445,7 +430,8 @@ class PostgresStore:
             raise StoreError(f"query vector has dim {query.shape[0]}, store has {self.dim}")
         acl, acl_params = _acl(scope)
         where, filter_params = compile_pg(filters)
-        async with self._pool.connection() as conn, conn.transaction():
+        # The pipeline sends BEGIN, both settings, the query and COMMIT in one round trip.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(
                 sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(int(self.ef_search)))
             )
@@ -536,4 +522,5 @@ class PostgresStore:
             yield out
 
     async def close(self) -> None:
+        await self._keyword.close()
         await self._pool.close()
