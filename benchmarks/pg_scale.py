@@ -275,7 +275,7 @@ async def measure(
         truth.append({f"c{i:07d}" for i in top})
 
     result: dict[str, object] = {}
-    store = await PostgresStore.open(dsn, embed_model="synthetic", dim=DIM, max_size=4)
+    store = await PostgresStore.open(dsn, embed_model="synthetic", dim=DIM, max_size=8)
     scope = Scope(TENANT)
     eng = Scope(TENANT, principals=frozenset({PUBLIC, "group:eng"}))
 
@@ -317,6 +317,19 @@ async def measure(
             times.append((time.perf_counter() - t0) * 1000)
         result[name] = ms(times)
         print(name, result[name], flush=True)
+    for workers in (4, 8):
+        queue = list(zip(qvecs, qtexts, strict=True)) * 2
+
+        async def worker(queue: list[tuple[npt.NDArray[np.float32], str]]) -> None:
+            while queue:
+                q, t = queue.pop()
+                await search_vector(store, t, q, scope=scope, k=10)
+
+        t0 = time.perf_counter()
+        total = len(queue)
+        await asyncio.gather(*(worker(queue) for _ in range(workers)))
+        result[f"hybrid_qps_{workers}_concurrent"] = round(total / (time.perf_counter() - t0), 1)
+        print(f"hybrid qps at {workers} concurrent", result[f"hybrid_qps_{workers}_concurrent"])
     times = []
     for t in qtexts:
         t0 = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tether.evals.beir import load_corpus, load_qrels, load_queries
+from tether.evals.redaction import evaluate_redaction, load_pii_cases
 from tether.evals.retrieval import RetrievalReport, evaluate_retrieval, index_corpus
 from tether.retrieval.fusion import FusionMethod
 from tether.retrieval.retrieve import RetrievalConfig
@@ -85,3 +87,34 @@ def retrieval_command(
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+
+
+@app.command("redaction")
+def redaction_command(
+    dataset: Annotated[
+        Path, typer.Option(help="Presidio-format JSONL (full_text, spans[entity_type, ...]).")
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the per-entity scores here.")
+    ] = None,
+) -> None:
+    """Per-entity precision and recall of secret/PII redaction on labelled spans."""
+    report = evaluate_redaction(load_pii_cases(dataset))
+    table = Table(
+        "entity", "gold", "recall", "precision", "masked", title=f"redaction ({report.cases} cases)"
+    )
+    for entity, score in report.entities.items():
+        table.add_row(
+            entity,
+            str(score.gold),
+            _fmt(score.recall),
+            _fmt(score.precision),
+            _fmt(score.masked),
+        )
+    Console().print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+
+
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
