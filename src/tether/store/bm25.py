@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -129,7 +130,7 @@ def postings_from_arrays(
     terms: list[str],
     df: npt.NDArray[np.int64],
     docs: npt.NDArray[np.int32],
-    tf: npt.NDArray[np.float64],
+    tf: npt.NDArray[np.floating[Any]],
     lengths: npt.NDArray[np.float64],
     params: BM25Params = BM25Params(),
 ) -> Postings:

@@ -16,6 +16,7 @@ iterative index scans so filtered queries still return `limit` rows.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -32,7 +33,7 @@ from tether.lexical import query_terms
 from tether.models.embedder import Vectors
 from tether.store.filters import Filter
 from tether.store.pg_filters import compile_pg
-from tether.store.pg_keyword import KeywordIndexes
+from tether.store.pg_keyword import KeywordIndex, KeywordIndexes, Ranking, rank_in_thread
 from tether.store.protocol import DocumentRecord, Scope, check_batch
 from tether.types import PUBLIC, Chunk
 
@@ -120,26 +121,16 @@ def _row_to_chunk(row: Sequence[object]) -> Chunk:
     )
 
 
-class _Ranking:
-    """Positions of the positive scores, best first (ties by position), handed out in
-    consecutive slices without sorting everything up front."""
-
-    def __init__(self, scores: npt.NDArray[np.float64]) -> None:
-        self._scores = scores
-        self._positive = np.flatnonzero(scores > 0)
-        self._given = 0
-
-    def next(self, count: int) -> npt.NDArray[np.intp]:
-        total = len(self._positive)
-        upto = min(total, self._given + count)
-        if upto <= self._given:
-            return np.zeros(0, dtype=np.intp)
-        values = self._scores[self._positive]
-        top = np.argpartition(-values, upto - 1)[:upto] if upto < total else np.arange(total)
-        top = top[np.lexsort((self._positive[top], -values[top]))]
-        out = self._positive[top[self._given : upto]]
-        self._given = upto
-        return out
+def _rank(
+    index: KeywordIndex, terms: list[str], scope: Scope, first: int
+) -> tuple[Ranking, npt.NDArray[np.float64]]:
+    scores = index.postings.scores(terms)
+    visible = index.visible(scope.principals)
+    if visible is not None:
+        scores = np.where(visible, scores, 0.0)
+    ranking = Ranking(scores)
+    ranking.prepare(first)
+    return ranking, scores
 
 
 class PostgresStore:
@@ -390,11 +381,13 @@ class PostgresStore:
         index, stale = await self._keyword.get(scope.tenant_id, int(row[0]))
         if index is None or not index.ids:
             return []
-        scores = index.postings.scores(str(t) for t in row[1])
-        visible = index.visible(scope.principals)
-        if visible is not None:
-            scores = np.where(visible, scores, 0.0)
-        ranked = _Ranking(scores)
+        terms = [str(t) for t in row[1]]
+        if rank_in_thread(index):
+            # Scoring a big tenant takes milliseconds of numpy that release the GIL: off
+            # the event loop, it overlaps the vector query instead of delaying it.
+            ranked, scores = await asyncio.to_thread(_rank, index, terms, scope, limit)
+        else:
+            ranked, scores = _rank(index, terms, scope, limit)
         if not filters and not stale:
             return [(index.ids[i], float(scores[i])) for i in ranked.next(limit)]
         # Filters (and stale postings) are checked in SQL on the best candidates, in

@@ -92,6 +92,7 @@ async def test_a_big_tenant_answers_from_stale_postings_while_they_rebuild(
     store: PostgresStore,
 ) -> None:
     store._keyword.sync_limit = 2  # every tenant with 2+ chunks counts as big
+    store._keyword.refresh_seconds = 0
     await put(store, "a.md", [make("a.md", 0, "quince orchard"), make("a.md", 1, "quince jam")])
     assert {cid for cid, _ in await store.keyword_search(SCOPE, "quince", [], 10)} == {
         "a.md-0000",
@@ -108,6 +109,29 @@ async def test_a_big_tenant_answers_from_stale_postings_while_they_rebuild(
             break
         await asyncio.sleep(0.01)
     assert hits == {"a.md-0000", "a.md-0002"}
+
+
+async def test_a_big_tenant_rebuilds_at_most_once_per_refresh_interval(
+    store: PostgresStore,
+) -> None:
+    store._keyword.sync_limit = 2
+    store._keyword.refresh_seconds = 3600
+    await put(store, "a.md", [make("a.md", 0, "quince orchard"), make("a.md", 1, "quince jam")])
+    await store.keyword_search(SCOPE, "quince", [], 10)  # the first build
+    await put(store, "b.md", [make("b.md", 0, "quince tart")])
+    for _ in range(20):
+        hits = {cid for cid, _ in await store.keyword_search(SCOPE, "quince", [], 10)}
+        assert hits == {"a.md-0000", "a.md-0001"}
+        assert not store._keyword._building  # no rebuild started inside the interval
+        await asyncio.sleep(0.005)
+    store._keyword.refresh_seconds = 0
+    await store.keyword_search(SCOPE, "quince", [], 10)  # starts the rebuild
+    for _ in range(200):
+        hits = {cid for cid, _ in await store.keyword_search(SCOPE, "quince", [], 10)}
+        if "b.md-0000" in hits:
+            break
+        await asyncio.sleep(0.01)
+    assert hits == {"a.md-0000", "a.md-0001", "b.md-0000"}
 
 
 async def test_a_small_tenant_sees_every_write_at_once(store: PostgresStore) -> None:
