@@ -70,6 +70,8 @@ class Caller:
     user: str = "anonymous"
     feature: str = "default"
     tenant: str = "default"
+    #: The user's plan or tier, for traces and metrics (budgets key on user, not tier).
+    tier: str = "default"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from tether import prompts
 from tether.citations import TAG, cited_ids, verify
 from tether.errors import InvalidQuestion
+from tether.models.budget import current_caller
 from tether.models.chat import ChatModel
 from tether.models.embedder import Embedder
 from tether.models.extractive import DECLINE_TEXT, ExtractiveOptions, extractive_answer
+from tether.observability.tracing import capture_content, trace_id_of, tracer, using_prompt
 from tether.prompts.qa_answer_v1 import QAInputs, QAOutput, Source
 from tether.retrieval.pack import PackOptions, pack
 from tether.retrieval.rerank import Reranker
@@ -45,6 +47,8 @@ class AnswerResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: Usage | None = None
     model: str = "extractive"
+    #: The request's OpenTelemetry trace id (hex), when tracing is on.
+    trace_id: str | None = None
 
 
 def check_question(question: str, max_chars: int) -> str:
@@ -71,42 +75,82 @@ async def answer(
     """Answer from the store: extractively when `model` is None, else with the model
     through the qa.answer prompt, structured output and the citation check."""
     text = check_question(question, config.max_question_chars)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    retrieved = await retrieve(
-        store,
-        embedder,
-        text,
-        scope=scope,
-        filters=filters,
-        k=config.k,
-        config=config.retrieval,
-        reranker=reranker,
-    )
-    t1 = time.perf_counter()
-    context = pack(retrieved, config.packing, counter=counter)
-    t2 = time.perf_counter()
-    usage: Usage | None = None
-    if model is None:
-        result = await extractive_answer(text, context, embedder, config.extractive)
-    else:
-        result, usage = await llm_answer(text, context, model, config)
-    verify(result, [item.chunk.id for item in context])
-    t3 = time.perf_counter()
-    timings.update(
-        retrieve=(t1 - t0) * 1000,
-        pack=(t2 - t1) * 1000,
-        answer=(t3 - t2) * 1000,
-        total=(t3 - t0) * 1000,
-    )
-    return AnswerResult(
-        answer=result,
-        retrieved=retrieved,
-        context=context,
-        timings_ms=timings,
-        usage=usage,
-        model=model.name if model else "extractive",
-    )
+    caller = current_caller()
+    root_attributes: dict[str, str | int] = {
+        "tether.tenant": scope.tenant_id,
+        "tether.feature": caller.feature,
+        "tether.user.tier": caller.tier,
+        "tether.model": model.name if model else "extractive",
+        "tether.question.chars": len(text),
+    }
+    if capture_content():
+        root_attributes["tether.question"] = text
+    with tracer().start_as_current_span("tether.answer", attributes=root_attributes) as root:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with tracer().start_as_current_span("tether.retrieve") as span:
+            retrieved = await retrieve(
+                store,
+                embedder,
+                text,
+                scope=scope,
+                filters=filters,
+                k=config.k,
+                config=config.retrieval,
+                reranker=reranker,
+            )
+            span.set_attributes(
+                {
+                    "tether.retrieval.mode": config.retrieval.mode,
+                    "tether.fusion": config.retrieval.fusion,
+                    "tether.k": config.k,
+                    "tether.filters": len(filters),
+                    "tether.retrieved.ids": [r.chunk.id for r in retrieved],
+                }
+            )
+        t1 = time.perf_counter()
+        with tracer().start_as_current_span("tether.pack") as span:
+            context = pack(retrieved, config.packing, counter=counter)
+            span.set_attributes(
+                {
+                    "tether.context.ids": [c.chunk.id for c in context],
+                    "tether.context.chars": sum(len(c.chunk.text) for c in context),
+                }
+            )
+        t2 = time.perf_counter()
+        usage: Usage | None = None
+        if model is None:
+            with tracer().start_as_current_span("tether.extractive"):
+                result = await extractive_answer(text, context, embedder, config.extractive)
+        else:
+            result, usage = await llm_answer(text, context, model, config)
+        with tracer().start_as_current_span("tether.citations") as span:
+            verify(result, [item.chunk.id for item in context])
+            span.set_attributes(
+                {
+                    "tether.cited.ids": [c.chunk_id for c in result.citations],
+                    "tether.declined": result.declined,
+                    "tether.confidence": result.confidence,
+                    "tether.flags": len(result.flags),
+                }
+            )
+        t3 = time.perf_counter()
+        root.set_attribute("tether.declined", result.declined)
+        timings.update(
+            retrieve=(t1 - t0) * 1000,
+            pack=(t2 - t1) * 1000,
+            answer=(t3 - t2) * 1000,
+            total=(t3 - t0) * 1000,
+        )
+        return AnswerResult(
+            answer=result,
+            retrieved=retrieved,
+            context=context,
+            timings_ms=timings,
+            usage=usage,
+            model=model.name if model else "extractive",
+            trace_id=trace_id_of(root),
+        )
 
 
 async def llm_answer(
@@ -131,15 +175,19 @@ async def llm_answer(
             problems.append("an answer that is not declined must cite at least one source id")
         return problems
 
-    messages = prompt.render(
-        QAInputs(
-            question=question,
-            sources=[
-                Source(id=c.id, title=c.title, section=c.section, text=c.text)
-                for c in chunks.values()
-            ],
+    with tracer().start_as_current_span(
+        "tether.prompt.render", attributes={"tether.prompt.id": prompt.key}
+    ) as span:
+        messages = prompt.render(
+            QAInputs(
+                question=question,
+                sources=[
+                    Source(id=c.id, title=c.title, section=c.section, text=c.text)
+                    for c in chunks.values()
+                ],
+            )
         )
-    )
+        span.set_attribute("tether.prompt.chars", sum(len(m.content) for m in messages))
     # Where the provider enforces the schema, cited_ids can only be ids from the context.
     wire = strict_schema(QAOutput)
     wire["properties"]["cited_ids"]["items"] = {"type": "string", "enum": list(chunks)}
@@ -148,16 +196,17 @@ async def llm_answer(
     wire["properties"]["answer"]["maxLength"] = 1200
     # Grammar-based servers (llama.cpp) ignore numeric ranges; an enum they do enforce.
     wire["properties"]["confidence"] = {"type": "number", "enum": [i / 10 for i in range(11)]}
-    generation = await generate(
-        model,
-        messages,
-        QAOutput,
-        check=check,
-        max_attempts=config.attempts,
-        max_tokens=config.max_tokens,
-        accept_with_problems=True,
-        wire_schema=wire,
-    )
+    with using_prompt(prompt.key):
+        generation = await generate(
+            model,
+            messages,
+            QAOutput,
+            check=check,
+            max_attempts=config.attempts,
+            max_tokens=config.max_tokens,
+            accept_with_problems=True,
+            wire_schema=wire,
+        )
     out = generation.value
     flags: list[str] = []
     unknown = [cid for cid in cited(out) if cid not in chunks]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from tether.errors import ConfigError
 from tether.models.cached import CachedEmbedder
 from tether.models.embedder import Embedder
+from tether.observability.tracing import TracingConfig, setup_tracing, shutdown_tracing
 from tether.settings import Settings
 from tether.store.protocol import Scope, Store, open_store
 
@@ -59,13 +61,36 @@ def build_embedder(settings: Settings) -> Embedder:
     return CachedEmbedder(inner, settings.embed_cache)
 
 
+def tracing_config(settings: Settings) -> TracingConfig | None:
+    """What the settings ask tracing to export to; None when nowhere."""
+    span_db = (
+        None if settings.traces_db.strip().lower() in ("", "off") else Path(settings.traces_db)
+    )
+    if span_db is None and not settings.otlp_endpoint:
+        return None
+    return TracingConfig(
+        span_db=span_db,
+        otlp_endpoint=settings.otlp_endpoint,
+        capture_content=settings.trace_content,
+    )
+
+
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, tracing: bool = True) -> AsyncIterator[Runtime]:
+    """Store and embedder from the settings; with `tracing`, spans go where the settings
+    say (the embedded span store by default) and are flushed on exit."""
+    config = tracing_config(settings) if tracing else None
+    if config is not None:
+        setup_tracing(config)
     embedder = build_embedder(settings)
-    store = await open_store(settings.store, embed_model=embedder.model_id, dim=embedder.dim)
     try:
-        yield Runtime(settings=settings, store=store, embedder=embedder)
+        store = await open_store(settings.store, embed_model=embedder.model_id, dim=embedder.dim)
+        try:
+            yield Runtime(settings=settings, store=store, embedder=embedder)
+        finally:
+            await store.close()
     finally:
-        await store.close()
         if isinstance(embedder, CachedEmbedder):
             embedder.close()
+        if config is not None:
+            shutdown_tracing()

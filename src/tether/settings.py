@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     usage_db: str = Field(
         default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "usage.db")
     )
+    #: The embedded span store `tether traces` reads; "off" keeps no local traces.
+    traces_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "traces.db")
+    )
+    #: OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:6006/v1/traces); unset = no export.
+    otlp_endpoint: str | None = None
+    #: Record prompts and replies (redacted, cut to 16k characters) on model-call spans.
+    trace_content: bool = True
     #: Layered budgets for model calls (unset = no limit). Checked before every call.
     budget_request_tokens: int | None = Field(default=None, ge=1)
     budget_user_day_usd: float | None = Field(default=None, ge=0)

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from tether.cli import ask, cache, db, demo, evaluate, ingest, migrate, usage
+from tether.cli import ask, cache, db, demo, evaluate, ingest, migrate, traces, usage
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("migrate")(migrate.migrate_command)
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(cache.app, name="cache")
 app.add_typer(db.app, name="db")
+app.add_typer(traces.app, name="traces")
 
 
 def main() -> None:

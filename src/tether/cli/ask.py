@@ -121,6 +121,7 @@ def ask_command(
             "timings_ms": result.timings_ms,
             "model": result.model,
             "usage": result.usage.model_dump() if result.usage else None,
+            "trace_id": result.trace_id,
         }
         typer.echo(json.dumps(payload, indent=2))
     else:

@@ -59,5 +59,6 @@ def answer(console: Console, question: str, result: AnswerResult) -> None:
             if result.usage
             else ""
         )
+        + (f"; trace {result.trace_id}" if result.trace_id else "")
         + "[/]"
     )

@@ -33,10 +33,13 @@ _PER_MESSAGE = 4
 
 @contextmanager
 def calling_as(
-    user: str = "anonymous", feature: str = "default", tenant: str = "default"
+    user: str = "anonymous",
+    feature: str = "default",
+    tenant: str = "default",
+    tier: str = "default",
 ) -> Iterator[Caller]:
     """Attribute the model calls made inside the block to this user, feature and tenant."""
-    caller = Caller(user=user, feature=feature, tenant=tenant)
+    caller = Caller(user=user, feature=feature, tenant=tenant, tier=tier)
     token = _CALLER.set(caller)
     try:
         yield caller

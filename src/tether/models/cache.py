@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from tether.models.chat import (
@@ -176,6 +177,7 @@ class CachingChatModel:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         key = self.cache_key(request)
         cached = await self._lookup(key)
+        trace.get_current_span().set_attribute("tether.cache.hit", cached is not None)
         if cached is not None:
             self.hits += 1
             return cached

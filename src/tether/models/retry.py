@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -42,6 +43,19 @@ class RetryPolicy:
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
+
+
+def _note_retry(state: RetryCallState) -> None:
+    """An event on the model-call span (see traced.py) for every retry: why, and the wait."""
+    exc = state.outcome.exception() if state.outcome else None
+    trace.get_current_span().add_event(
+        "tether.retry",
+        {
+            "attempt": state.attempt_number,
+            "error.type": type(exc).__name__ if exc else "",
+            "wait_s": float(state.next_action.sleep) if state.next_action else 0.0,
+        },
+    )
 
 
 class RetryingChatModel:
@@ -77,6 +91,7 @@ class RetryingChatModel:
             wait=self._wait,
             retry=retry_if_exception(_retryable),
             sleep=self._sleep,
+            before_sleep=_note_retry,
             reraise=True,
         )
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tether.models.embedder import Embedder, Vectors
+from tether.observability.tracing import tracer
 from tether.retrieval.fusion import FusionMethod, fuse
 from tether.retrieval.rerank import KeepOrder, Reranker
 from tether.store.filters import Filter
@@ -72,7 +73,11 @@ async def search_vector(
         )
         for chunk in chunks
     ]
-    return await (reranker or KeepOrder()).rerank(query, results)
+    if reranker is None:
+        return await KeepOrder().rerank(query, results)
+    with tracer().start_as_current_span("tether.rerank") as span:
+        span.set_attribute("tether.rerank.in", len(results))
+        return await reranker.rerank(query, results)
 
 
 async def _none() -> list[tuple[str, float]]:
@@ -93,7 +98,10 @@ async def retrieve(
     """Hybrid search: BM25 and dense candidates inside the scope, fused, top k."""
     vector = None
     if config.mode != "bm25":
-        vector = (await embedder.embed([query], kind="query"))[0]
+        with tracer().start_as_current_span(
+            "tether.embed", attributes={"tether.embed.model": embedder.model_id}
+        ):
+            vector = (await embedder.embed([query], kind="query"))[0]
     return await search_vector(
         store, query, vector, scope=scope, filters=filters, k=k, config=config, reranker=reranker
     )

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.support.cli import REPO, Env, Run, make_env, tether
+
 FIXTURES = REPO / "tests" / "fixtures"
 DOCS = FIXTURES / "docs"
 BAD = FIXTURES / "bad"
@@ -27,45 +23,9 @@ CHUNK_TAG = re.compile(r"\[(c[0-9a-f]{15})\]")
 ANSWERABLE = "Why does the nightly backup job fail on the replica?"
 
 
-@dataclass(frozen=True)
-class Env:
-    root: Path
-    vars: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def tether(env: Env, *args: str, cwd: Path = REPO) -> Run:
-    proc = subprocess.run(
-        [sys.executable, "-c", "from tether.cli import main; main()", *args],
-        env=dict(env.vars),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    root = tmp_path_factory.mktemp("cli")
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("TETHER_")}
-    base.update(
-        TETHER_STORE=f"sqlite:///{root / 't.db'}",
-        TETHER_EMBED_CACHE=str(root / "cache.db"),
-        TETHER_CONFIG=str(root / "none.toml"),
-        # Wide, plain output: rich would otherwise wrap tables at 80 columns.
-        COLUMNS="400",
-        NO_COLOR="1",
-        TERM="dumb",
-    )
-    return Env(root, base)
+    return make_env(tmp_path_factory.mktemp("cli"))
 
 
 @pytest.fixture(scope="module")

@@ -92,3 +92,66 @@ async def test_stack_order_cache_hits_skip_budget_and_provider(tmp_path: Path) -
     assert first.text == second.text and len(fake.requests) == 1
     assert sum(s.calls for s in ledger.summary(by=())) == 1  # the hit reserved nothing
     assert [r.outcome for r in records] == ["ok", "ok"]  # tracing sees both calls
+
+
+async def test_a_call_is_a_genai_span_with_caller_prompt_and_cost() -> None:
+    from tests.support.spans import captured_spans
+    from tether.observability.tracing import using_prompt
+
+    model = TracedChatModel(FakeChatModel([reply()], name="openai:gpt-4o-mini"), [])
+    with (
+        captured_spans() as captured,
+        calling_as(user="ana", feature="qa", tenant="acme", tier="pro"),
+        using_prompt("qa.answer@1"),
+    ):
+        await model.chat(REQUEST)
+    span = captured.named("chat gpt-4o-mini")
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.system"] == "openai"
+    assert attrs["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attrs["gen_ai.usage.input_tokens"] == 3
+    assert attrs["gen_ai.usage.output_tokens"] == 2
+    assert attrs["gen_ai.response.id"] == "req-7"
+    assert (attrs["tether.feature"], attrs["tether.tenant"], attrs["tether.user.tier"]) == (
+        "qa",
+        "acme",
+        "pro",
+    )
+    assert attrs["tether.prompt.id"] == "qa.answer@1"
+    assert attrs["tether.cost_usd"] > 0  # gpt-4o-mini is in the price table
+    assert "hello there" in attrs["gen_ai.input.messages"]
+    assert SECRET in attrs["gen_ai.output.messages"]  # raw on the span; redacted on export
+
+
+async def test_a_failed_call_is_an_error_span() -> None:
+    from opentelemetry.trace import StatusCode
+
+    from tests.support.spans import captured_spans
+
+    model = TracedChatModel(FakeChatModel([ProviderUnavailable("503")]), [])
+    with captured_spans() as captured, pytest.raises(ProviderUnavailable):
+        await model.chat(REQUEST)
+    (span,) = captured.spans
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "ProviderUnavailable"
+
+
+async def test_cache_hits_and_retries_annotate_the_call_span(tmp_path: Path) -> None:
+    from tests.support.spans import captured_spans
+
+    inner = FakeChatModel([ProviderUnavailable("503"), reply()])
+    model = compose(
+        inner,
+        retry=RetryPolicy(base_delay=0.001, max_delay=0.001),
+        cache=CacheConfig(tmp_path / "c.db", 3600, scope="t"),
+        hooks=[],
+    )
+    with captured_spans() as captured:
+        await model.chat(REQUEST)
+        await model.chat(REQUEST)
+    first, second = captured.spans
+    assert (first.attributes or {})["tether.cache.hit"] is False
+    assert [e.name for e in first.events] == ["tether.retry"]
+    assert (first.events[0].attributes or {})["error.type"] == "ProviderUnavailable"
+    assert (second.attributes or {})["tether.cache.hit"] is True
+    assert second.events == ()

@@ -1,0 +1,111 @@
+"""Redaction at the exporter seam: every span leaves the process (to the span store or an
+OTLP collector) with secrets and PII replaced, whoever set the attribute."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tether.security.redaction import redact
+
+#: Attributes tether sets to identifiers and names, never to user text: left as they are
+#: (a model name like "gpt-4.1-mini" or a chunk id must stay readable).
+SAFE_KEYS = frozenset(
+    {
+        "gen_ai.system",
+        "gen_ai.provider.name",
+        "gen_ai.operation.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.response.id",
+        "gen_ai.response.finish_reasons",
+        "tether.prompt.id",
+        "tether.feature",
+        "tether.tenant",
+        "tether.user.tier",
+        "tether.retrieved.ids",
+        "tether.context.ids",
+        "tether.cited.ids",
+        "tether.retrieval.mode",
+        "tether.fusion",
+        "error.type",
+    }
+)
+#: Captured content (prompts, replies) is cut to this many characters.
+MAX_CHARS = 16_000
+#: Attributes holding JSON (GenAI message lists): redacted string by string, so a
+#: replacement can never break the JSON around it.
+JSON_KEYS = frozenset({"gen_ai.input.messages", "gen_ai.output.messages"})
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value[:MAX_CHARS])
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value[:MAX_CHARS])
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k == "role" else _clean_json(v) for k, v in value.items()}
+    return value
+
+
+def _clean_key(key: str, value: Any) -> Any:
+    if key in SAFE_KEYS:
+        return value
+    if key in JSON_KEYS and isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return _clean(value)
+        return json.dumps(_clean_json(parsed), ensure_ascii=False)
+    return _clean(value)
+
+
+def redacted_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _clean_key(k, v) for k, v in attributes.items()}
+
+
+def redacted_span(span: ReadableSpan) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=redacted_attributes(span.attributes or {}),
+        events=[
+            Event(e.name, redacted_attributes(e.attributes or {}), e.timestamp) for e in span.events
+        ],
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingExporter(SpanExporter):
+    """Wraps another exporter (OTLP, say) and hands it redacted copies of the spans."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([redacted_span(s) for s in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)

@@ -1,0 +1,115 @@
+"""OpenTelemetry tracing: one provider per process, spans for every stage of a request.
+
+Spans follow the GenAI semantic conventions for model calls (`gen_ai.*`) and carry
+tether's own attributes (`tether.*`: prompt id, feature, tenant, user tier, chunk ids,
+cost). Nothing here sets a global: `setup_tracing` returns a provider that `tracer()`
+hands out, so tests and apps can run several side by side, and an app that already
+configured OpenTelemetry globally gets its spans through the global tracer instead.
+
+Exporters: the embedded SQLite span store (default) and OTLP/HTTP when an endpoint is set;
+both see spans only after redaction (`redacting.py`). Documents are never attributes:
+spans name chunks by id and size; prompt and reply text is recorded only when
+`trace_content` is on, redacted and cut.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from tether.observability.redacting import RedactingExporter
+from tether.observability.spanstore import SpanStore, SpanStoreExporter
+
+TRACER_NAME = "tether"
+
+_provider: TracerProvider | None = None
+_capture_content = True
+_PROMPT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tether_prompt", default=None)
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    span_db: Path | None = None
+    otlp_endpoint: str | None = None
+    otlp_headers: tuple[tuple[str, str], ...] = ()
+    capture_content: bool = True
+    service_name: str = "tether"
+
+
+def setup_tracing(
+    config: TracingConfig, *, extra_exporters: tuple[SpanExporter, ...] = ()
+) -> TracerProvider:
+    """A provider exporting to the configured backends, made the one `tracer()` uses.
+    Call `provider.shutdown()` (or `shutdown_tracing`) before exit to flush."""
+    global _capture_content
+    provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
+    if config.span_db is not None:
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                SpanStoreExporter(SpanStore(config.span_db)), schedule_delay_millis=200
+            )
+        )
+    if config.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        otlp = OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=dict(config.otlp_headers))
+        provider.add_span_processor(BatchSpanProcessor(RedactingExporter(otlp)))
+    for exporter in extra_exporters:
+        provider.add_span_processor(BatchSpanProcessor(RedactingExporter(exporter)))
+    _capture_content = config.capture_content
+    use_provider(provider)
+    return provider
+
+
+def use_provider(provider: TracerProvider | None) -> None:
+    global _provider
+    _provider = provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the provider `setup_tracing` installed."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
+
+
+def tracer() -> trace.Tracer:
+    if _provider is not None:
+        return _provider.get_tracer(TRACER_NAME)
+    return trace.get_tracer(TRACER_NAME)
+
+
+def capture_content() -> bool:
+    return _capture_content and _provider is not None
+
+
+def trace_id_of(span: trace.Span) -> str | None:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def current_trace_id() -> str | None:
+    return trace_id_of(trace.get_current_span())
+
+
+@contextmanager
+def using_prompt(prompt_id: str) -> Iterator[None]:
+    """Model calls inside the block are attributed to this prompt (`tether.prompt.id`)."""
+    token = _PROMPT.set(prompt_id)
+    try:
+        yield
+    finally:
+        _PROMPT.reset(token)
+
+
+def current_prompt() -> str | None:
+    return _PROMPT.get()
