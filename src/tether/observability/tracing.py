@@ -25,6 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from tether.observability.metrics import Metrics, MetricsSpanProcessor
 from tether.observability.redacting import RedactingExporter
 from tether.observability.spanstore import SpanStore, SpanStoreExporter
 
@@ -45,12 +46,17 @@ class TracingConfig:
 
 
 def setup_tracing(
-    config: TracingConfig, *, extra_exporters: tuple[SpanExporter, ...] = ()
+    config: TracingConfig,
+    *,
+    extra_exporters: tuple[SpanExporter, ...] = (),
+    metrics: Metrics | None = None,
 ) -> TracerProvider:
-    """A provider exporting to the configured backends, made the one `tracer()` uses.
-    Call `provider.shutdown()` (or `shutdown_tracing`) before exit to flush."""
+    """A provider exporting to the configured backends (and feeding `metrics`, if given),
+    made the one `tracer()` uses. Call `shutdown_tracing` before exit to flush."""
     global _capture_content
     provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
+    if metrics is not None:
+        provider.add_span_processor(MetricsSpanProcessor(metrics))
     if config.span_db is not None:
         provider.add_span_processor(
             BatchSpanProcessor(
