@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+#: FTS5's idf for a term in over half the rows (where log((N - df + .5) / (df + .5)) <= 0).
+IDF_FLOOR = 1e-6
+
 #: Column order of the FTS5 tables: title, section, text.
 COLUMNS = ("title", "section", "text")
 
@@ -42,12 +45,20 @@ class Postings:
     idf: npt.NDArray[np.float64]
     size: int
 
-    def scores(self, terms: Iterable[str]) -> npt.NDArray[np.float64]:
+    def scores(
+        self, terms: Iterable[str], *, skip_floored: bool = False
+    ) -> npt.NDArray[np.float64]:
+        """BM25 of every document for the query terms. With `skip_floored`, terms in over
+        half the documents (idf at the floor, so they only break ties) are left out
+        whenever the query has another term: on a big tenant they are the longest
+        postings and the least informative, and a document that matches nothing else
+        would score about 1e-6."""
+        found = [t for t in (self.terms.get(term) for term in terms) if t is not None]
+        if skip_floored:
+            informative = [t for t in found if self.idf[t] > IDF_FLOOR]
+            found = informative or found
         out = np.zeros(self.size, dtype=np.float64)
-        for term in terms:
-            t = self.terms.get(term)
-            if t is None:
-                continue
+        for t in found:
             lo, hi = self.offsets[t], self.offsets[t + 1]
             # Each document appears once per term's postings, so fancy-index addition is exact.
             out[self.docs[lo:hi]] += self.idf[t] * self.weights[lo:hi]
@@ -142,7 +153,7 @@ def postings_from_arrays(
     norm = params.k1 * (1.0 - params.b + params.b * lengths[docs] / (avgdl or 1.0))
     weights = (tf * (params.k1 + 1.0) / (tf + norm)).astype(np.float32)
     idf = np.log((n - df + 0.5) / (df + 0.5))
-    idf = np.where(idf <= 0.0, 1e-6, idf)  # FTS5's floor for terms in over half the rows
+    idf = np.where(idf <= 0.0, IDF_FLOOR, idf)  # FTS5's floor for terms in over half the rows
     offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(df, out=offsets[1:])
     return Postings(

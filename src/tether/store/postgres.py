@@ -33,7 +33,7 @@ from tether.lexical import query_terms
 from tether.models.embedder import Vectors
 from tether.store.filters import Filter
 from tether.store.pg_filters import compile_pg
-from tether.store.pg_keyword import KeywordIndex, KeywordIndexes, Ranking, rank_in_thread
+from tether.store.pg_keyword import KeywordIndex, KeywordIndexes, Ranking, is_big
 from tether.store.protocol import DocumentRecord, Scope, check_batch
 from tether.types import PUBLIC, Chunk
 
@@ -124,7 +124,7 @@ def _row_to_chunk(row: Sequence[object]) -> Chunk:
 def _rank(
     index: KeywordIndex, terms: list[str], scope: Scope, first: int
 ) -> tuple[Ranking, npt.NDArray[np.float64]]:
-    scores = index.postings.scores(terms)
+    scores = index.postings.scores(terms, skip_floored=is_big(index))
     visible = index.visible(scope.principals)
     if visible is not None:
         scores = np.where(visible, scores, 0.0)
@@ -382,7 +382,7 @@ class PostgresStore:
         if index is None or not index.ids:
             return []
         terms = [str(t) for t in row[1]]
-        if rank_in_thread(index):
+        if is_big(index):
             # Scoring a big tenant takes milliseconds of numpy that release the GIL: off
             # the event loop, it overlaps the vector query instead of delaying it.
             ranked, scores = await asyncio.to_thread(_rank, index, terms, scope, limit)

@@ -127,3 +127,16 @@ def test_build_postings_tunable_parameters_change_scores() -> None:
     assert default[2] == 0.0  # row 3 has no query term
     assert not np.allclose(default, flat.scores(["cell", "mice"]))
     assert build_postings([], rowids).scores(["cell"]).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_skip_floored_drops_terms_in_over_half_the_documents_unless_alone() -> None:
+    # "common" is in all four documents (idf at the floor), "rare" in one.
+    rows = [("common", d, 2, 1) for d in range(4)] + [("rare", 2, 2, 1)]
+    postings = build_postings(sorted(rows), np.arange(4, dtype=np.int64))
+    full = postings.scores(["common", "rare"])
+    assert (full > 0).all() and full.argmax() == 2
+    skipped = postings.scores(["common", "rare"], skip_floored=True)
+    assert np.flatnonzero(skipped).tolist() == [2]
+    assert skipped[2] == pytest.approx(full[2] - postings.scores(["common"])[2])
+    alone = postings.scores(["common"], skip_floored=True)
+    assert (alone > 0).all()  # a query of floored terms only still matches
