@@ -14,13 +14,19 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tether import prompts
+from tether.cli.ask import answer_config
 from tether.evals.beir import load_corpus, load_qrels, load_queries
+from tether.evals.datasets import load_clapnq
 from tether.evals.redaction import evaluate_redaction, load_pii_cases
+from tether.evals.report import EvalReport, compare, load_thresholds, to_html
 from tether.evals.retrieval import RetrievalReport, evaluate_retrieval, index_corpus
+from tether.evals.runner import index_passages, run_answers
+from tether.models.registry import open_chat_model
 from tether.retrieval.fusion import FusionMethod
 from tether.retrieval.retrieve import RetrievalConfig
 from tether.runtime import open_runtime
-from tether.settings import Settings, load_settings
+from tether.settings import Settings, load_settings, model_api_key
 
 app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
 
@@ -118,3 +124,152 @@ def redaction_command(
 
 def _fmt(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+def _print_report(report: EvalReport, console: Console) -> None:
+    table = Table(
+        "metric",
+        "mean",
+        "95% interval",
+        "n",
+        title=f"{report.kind}: {report.dataset} ({len(report.cases)} cases)",
+    )
+    for name, m in report.metrics.items():
+        if m.mean is None:
+            table.add_row(name, "-", "-", "0")
+        else:
+            table.add_row(name, f"{m.mean:.4f}", f"[{m.ci_low:.4f}, {m.ci_high:.4f}]", str(m.n))
+    for name, value in report.ops.items():
+        table.add_row(name, f"{value:.4g}", "", "")
+    console.print(table)
+
+
+def _finish(
+    report: EvalReport,
+    console: Console,
+    json_out: Path | None,
+    html_out: Path | None,
+    thresholds: Path | None,
+) -> None:
+    _print_report(report, console)
+    if json_out is not None:
+        report.write(json_out)
+    if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(to_html(report), encoding="utf-8")
+    if thresholds is not None:
+        failures = report.check(load_thresholds(thresholds, report.kind))
+        if failures:
+            for failure in failures:
+                console.print(f"[bold red]threshold failed:[/] {failure}")
+            raise typer.Exit(1)
+        console.print(f"[green]all {report.kind} thresholds in {thresholds} pass[/]")
+
+
+async def _run_answers(
+    settings: Settings,
+    dataset: Path,
+    concurrency: int,
+    repeats: int,
+    limit: int | None,
+    console: Console,
+) -> EvalReport:
+    cases = load_clapnq(dataset)
+    if limit is not None:
+        answerable = [c for c in cases if c.answerable][:limit]
+        cases = answerable + [c for c in cases if not c.answerable][:limit]
+    async with open_runtime(settings) as rt:
+        scope = rt.scope("eval")
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("index passages", total=None)
+            await index_passages(rt.store, rt.embedder, scope.tenant_id, cases)
+            progress.update(task, description="answer", total=len(cases) * repeats, completed=0)
+            async with open_chat_model(settings.model, api_key=model_api_key(settings)) as model:
+                return await run_answers(
+                    cases,
+                    store=rt.store,
+                    embedder=rt.embedder,
+                    scope=scope,
+                    model=model,
+                    config=answer_config(settings),
+                    dataset=str(dataset),
+                    concurrency=concurrency,
+                    repeats=repeats,
+                    run_config={
+                        "prompt": prompts.get("qa.answer").key if model else "-",
+                        "decline_threshold": settings.decline_threshold,
+                        "top_k": settings.top_k,
+                        "fusion": settings.fusion,
+                        "embedder": rt.embedder.model_id,
+                    },
+                    on_progress=lambda d, _: progress.update(task, completed=d),
+                )
+
+
+@app.command("answers")
+def answers_command(
+    dataset: Annotated[
+        Path, typer.Option(help="ClapNQ-format folder: answerable.jsonl and unanswerable.jsonl.")
+    ],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
+    ] = None,
+    thresholds: Annotated[
+        Path | None, typer.Option(help="TOML thresholds; exit 1 if an [answers] one fails.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model spec (default: settings; extractive offline).")
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Run every case this many times.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Cases answered at once.")] = 4,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N answerable and N unanswerable.")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Store URL to (re)use; default: a temporary one.")
+    ] = None,
+) -> None:
+    """Index the dataset's passages, answer every question, and score citations, overlap,
+    declines (the unanswerable half must be declined), faithfulness and cost."""
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="tether-eval-") as tmp:
+        settings = load_settings(store=store or f"sqlite:///{Path(tmp) / 'eval.db'}", model=model)
+        report = asyncio.run(_run_answers(settings, dataset, concurrency, repeats, limit, console))
+    _finish(report, console, json_out, html_out, thresholds)
+
+
+@app.command("compare")
+def compare_command(
+    before: Annotated[Path, typer.Argument(help="Report JSON of the current setting.")],
+    after: Annotated[Path, typer.Argument(help="Report JSON of the candidate.")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the comparison here.")
+    ] = None,
+) -> None:
+    """Per metric: the change, its 95% interval and whether it is significant (paired over
+    the cases both reports share)."""
+    a, b = EvalReport.read(before), EvalReport.read(after)
+    if a.kind != b.kind:
+        raise typer.BadParameter(f"cannot compare a {a.kind} report with a {b.kind} report")
+    diffs = compare(a, b)
+    table = Table("metric", "before", "after", "change", "95% interval", "p", "n", "significant")
+    for d in diffs:
+        if d.delta is None:
+            table.add_row(d.metric, "-", "-", "-", "-", "-", "0", "no")
+            continue
+        table.add_row(
+            d.metric,
+            f"{d.a:.4f}" if d.a is not None else "-",
+            f"{d.b:.4f}" if d.b is not None else "-",
+            f"{d.delta:+.4f}",
+            f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]",
+            f"{d.p_value:.3f}",
+            str(d.n),
+            "[bold]yes[/]" if d.significant else "no",
+        )
+    Console().print(table)
+    if json_out is not None:
+        json_out.write_text(
+            json.dumps([d.model_dump() for d in diffs], indent=2) + "\n", encoding="utf-8"
+        )
