@@ -44,13 +44,13 @@ def make_env(root: Path, **extra: str) -> Env:
     return Env(root, base)
 
 
-def tether(env: Env, *args: str, cwd: Path = REPO) -> Run:
+def tether(env: Env, *args: str, cwd: Path = REPO, timeout: float = 300) -> Run:
     proc = subprocess.run(
         [sys.executable, "-c", "from tether.cli import main; main()", *args],
         env=dict(env.vars),
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)

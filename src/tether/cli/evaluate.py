@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from tether.cli.ask import answer_config
 from tether.evals.beir import load_corpus, load_qrels, load_queries
 from tether.evals.datasets import load_clapnq
 from tether.evals.redaction import evaluate_redaction, load_pii_cases
-from tether.evals.report import EvalReport, compare, load_thresholds, to_html
+from tether.evals.report import EvalReport, check_thresholds, compare, load_thresholds, to_html
 from tether.evals.retrieval import RetrievalReport, evaluate_retrieval, index_corpus
 from tether.evals.runner import index_passages, run_answers
 from tether.models.registry import open_chat_model
@@ -67,6 +68,9 @@ def retrieval_command(
     store: Annotated[
         str | None, typer.Option(help="Store URL to (re)use; default: a temporary one.")
     ] = None,
+    thresholds: Annotated[
+        Path | None, typer.Option(help="TOML thresholds; exit 1 if a [retrieval] one fails.")
+    ] = None,
 ) -> None:
     """Index a BEIR corpus and report nDCG@10, Recall@100, MRR@10, hit@10 and latency."""
     if mode not in ("hybrid", "bm25", "dense"):
@@ -93,6 +97,17 @@ def retrieval_command(
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+    if thresholds is not None:
+        _gate(report.as_json(), "retrieval", thresholds, console)
+
+
+def _gate(values: Mapping[str, object], kind: str, thresholds: Path, console: Console) -> None:
+    failures = check_thresholds(values, load_thresholds(thresholds, kind))
+    if failures:
+        for failure in failures:
+            console.print(f"[bold red]threshold failed:[/] {failure}")
+        raise typer.Exit(1)
+    console.print(f"[green]all {kind} thresholds in {thresholds} pass[/]")
 
 
 @app.command("redaction")
@@ -158,12 +173,7 @@ def _finish(
         html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(to_html(report), encoding="utf-8")
     if thresholds is not None:
-        failures = report.check(load_thresholds(thresholds, report.kind))
-        if failures:
-            for failure in failures:
-                console.print(f"[bold red]threshold failed:[/] {failure}")
-            raise typer.Exit(1)
-        console.print(f"[green]all {report.kind} thresholds in {thresholds} pass[/]")
+        _gate({**report.means(), **report.ops}, report.kind, thresholds, console)
 
 
 async def _run_answers(

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import tomllib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,19 +87,24 @@ class EvalReport(BaseModel):
     # -- thresholds ------------------------------------------------------------------------
 
     def check(self, thresholds: dict[str, dict[str, float]]) -> list[str]:
-        """Failures against `{metric: {"min": x} | {"max": y}}`; a missing or NaN value fails."""
-        values: dict[str, float | None] = {**self.means(), **self.ops}
-        failures = []
-        for metric, bounds in thresholds.items():
-            value = values.get(metric)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                failures.append(f"{metric}: no value to check")
-                continue
-            if "min" in bounds and value < bounds["min"]:
-                failures.append(f"{metric} = {value:.4f} < min {bounds['min']}")
-            if "max" in bounds and value > bounds["max"]:
-                failures.append(f"{metric} = {value:.4f} > max {bounds['max']}")
-        return failures
+        return check_thresholds({**self.means(), **self.ops}, thresholds)
+
+
+def check_thresholds(
+    values: Mapping[str, object], thresholds: dict[str, dict[str, float]]
+) -> list[str]:
+    """Failures against `{metric: {"min": x} | {"max": y}}`; a missing or NaN value fails."""
+    failures = []
+    for metric, bounds in thresholds.items():
+        value = values.get(metric)
+        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+            failures.append(f"{metric}: no value to check")
+            continue
+        if "min" in bounds and value < bounds["min"]:
+            failures.append(f"{metric} = {value:.4f} < min {bounds['min']}")
+        if "max" in bounds and value > bounds["max"]:
+            failures.append(f"{metric} = {value:.4f} > max {bounds['max']}")
+    return failures
 
 
 def load_thresholds(path: Path, kind: str) -> dict[str, dict[str, float]]:
