@@ -37,7 +37,7 @@ from tether.store.pg_keyword import KeywordIndex, KeywordIndexes, Ranking, is_bi
 from tether.store.protocol import DocumentRecord, Scope, check_batch
 from tether.types import PUBLIC, Chunk
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TSV = (
     "setweight(to_tsvector('english', title), 'A') || "
     "setweight(to_tsvector('english', section), 'B') || "
@@ -67,6 +67,19 @@ def _migration_1(dim: int) -> list[str]:
         "USING hnsw (embedding vector_cosine_ops)",
     ]
 
+
+def _migration_2(dim: int) -> list[str]:
+    # HNSW built with ef_construction 128 instead of pgvector's 64: on 900k synthetic
+    # chunks recall@10 at ef_search 100 went from 0.77 to 0.99 (docs/scaling.md). On an
+    # existing store this rebuilds the vector index once.
+    return [
+        "DROP INDEX IF EXISTS chunks_embedding",
+        "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops) "
+        "WITH (m = 16, ef_construction = 128)",
+    ]
+
+
+_MIGRATIONS = {1: _migration_1, 2: _migration_2}
 
 _CHUNK_COLUMNS = (
     "c.id, c.tenant_id, c.source_id, c.position, c.text, c.title, c.section, c.page, c.kind, "
@@ -201,15 +214,17 @@ class PostgresStore:
             cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM tether_schema")
             row = await cur.fetchone()
             current = int(row[0]) if row else 0
-            if current < 1:
-                for statement in _migration_1(self.dim):
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version](self.dim):
                     await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO tether_meta (key, value) VALUES ('embed_model', %s), ('dim', %s)",
-                    (self.embed_model, str(self.dim)),
-                )
-                await conn.execute("INSERT INTO tether_schema (version) VALUES (1)")
-                current = 1
+                if version == 1:
+                    await conn.execute(
+                        "INSERT INTO tether_meta (key, value) VALUES ('embed_model', %s), "
+                        "('dim', %s)",
+                        (self.embed_model, str(self.dim)),
+                    )
+                await conn.execute("INSERT INTO tether_schema (version) VALUES (%s)", (version,))
+                current = version
             cur = await conn.execute("SELECT key, value FROM tether_meta")
             meta = {str(k): str(v) for k, v in await cur.fetchall()}
         if meta.get("embed_model") != self.embed_model or meta.get("dim") != str(self.dim):

@@ -85,3 +85,24 @@ def test_ingest_and_ask_on_postgresql_through_the_cli(pg_database: str, tmp_path
     assert not answer["declined"] and answer["citations"]
     assert {c["chunk_id"] for c in answer["citations"]} <= retrieved
     assert all(c["source_id"].startswith(str(docs)) for c in answer["citations"])
+
+
+async def test_upgrade_from_version_1_rebuilds_the_vector_index(pg_database: str) -> None:
+    store = await PostgresStore.open(pg_database, embed_model=MODEL_ID, dim=DIM)
+    await store.close()
+    # Put the database back the way schema version 1 left it.
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DELETE FROM tether_schema WHERE version = 2")
+        conn.execute("DROP INDEX chunks_embedding")
+        conn.execute("CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)")
+    status = tether(pg_database, "db", "status")
+    assert "schema version 1" in status.stdout, status.stdout
+    upgraded = tether(pg_database, "db", "upgrade")
+    assert upgraded.returncode == 0 and "schema version 2" in upgraded.stdout, upgraded.stderr
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        (definition,) = conn.execute(
+            "SELECT pg_get_indexdef('chunks_embedding'::regclass)"
+        ).fetchone()  # type: ignore[misc]
+        versions = [v for (v,) in conn.execute("SELECT version FROM tether_schema ORDER BY 1")]
+    assert "ef_construction='128'" in definition
+    assert versions == [1, 2]
