@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,6 +70,27 @@ class _CheckedTomlSource(TomlConfigSettingsSource):
         super().__init__(settings_cls, toml_file=path)
 
 
+class FeatureConfig(BaseModel):
+    """What one feature (e.g. `ask`) runs: pinned so a switch, and a rollback, is a config
+    change that `tether eval compare` can vet first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Model spec for this feature; unset = the top-level `model`.
+    model: str | None = None
+    #: Prompt pin "id@version", e.g. "qa.answer@1"; unset = the latest registered version.
+    prompt: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _pin_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            prompt_id, _, version = value.partition("@")
+            if not prompt_id or not version.isdigit():
+                raise ValueError("a prompt pin is 'id@version', e.g. qa.answer@1")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TETHER_",
@@ -89,6 +110,8 @@ class Settings(BaseSettings):
     #: Answer model: "extractive" (offline, no LLM), "openai-compat:http://host:port/v1#model",
     #: "openai:<model>" or "local:/path/model.gguf".
     model: str = "extractive"
+    #: Per-feature pins: `[features.ask] model = "..."  prompt = "qa.answer@1"`.
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
     #: Bearer key for openai: and openai-compat: models (env / .env only; OPENAI_API_KEY works).
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("tether_openai_api_key", "openai_api_key")
@@ -175,12 +198,30 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, toml)
 
 
-def model_api_key(settings: Settings) -> str | None:
-    """The key for the configured model's provider, from env / .env only."""
+def feature_model(settings: Settings, feature: str, flag: str | None = None) -> str:
+    """The model a feature runs: a command-line flag, else its pin, else `model`."""
+    pinned = settings.features.get(feature)
+    return flag or (pinned.model if pinned and pinned.model else settings.model)
+
+
+def feature_prompt(settings: Settings, feature: str, prompt_id: str) -> int | None:
+    """The pinned version of `prompt_id` for a feature (None: the latest)."""
+    pinned = settings.features.get(feature)
+    if pinned is None or pinned.prompt is None:
+        return None
+    pin_id, _, version = pinned.prompt.partition("@")
+    if pin_id != prompt_id:
+        raise ConfigError(
+            f"features.{feature}.prompt pins {pin_id!r}; this feature uses {prompt_id!r}"
+        )
+    return int(version)
+
+
+def model_api_key(settings: Settings, model: str | None = None) -> str | None:
+    """The key for the model's provider (default: the configured model), from env / .env only."""
+    spec = model or settings.model
     secret = (
-        settings.anthropic_api_key
-        if settings.model.startswith("anthropic:")
-        else settings.openai_api_key
+        settings.anthropic_api_key if spec.startswith("anthropic:") else settings.openai_api_key
     )
     return secret.get_secret_value() if secret else None
 

@@ -20,12 +20,22 @@ from tether.rag import AnswerConfig, AnswerResult, answer
 from tether.retrieval.pack import PackOptions
 from tether.retrieval.retrieve import RetrievalConfig
 from tether.runtime import open_runtime
-from tether.settings import Settings, budget_limits, load_settings, model_api_key
+from tether.settings import (
+    Settings,
+    budget_limits,
+    feature_model,
+    feature_prompt,
+    load_settings,
+    model_api_key,
+)
 from tether.store.filters import parse_filter
 
 
-def answer_config(settings: Settings, k: int | None = None) -> AnswerConfig:
+def answer_config(
+    settings: Settings, k: int | None = None, *, feature: str = "ask"
+) -> AnswerConfig:
     return AnswerConfig(
+        prompt_version=feature_prompt(settings, feature, "qa.answer"),
         k=k or settings.top_k,
         max_question_chars=settings.max_question_chars,
         retrieval=RetrievalConfig(
@@ -48,11 +58,14 @@ async def run_ask(
     principals: list[str] | None,
     filters: list[str],
     k: int | None,
+    model_flag: str | None = None,
 ) -> AnswerResult:
     parsed = [parse_filter(f) for f in filters]
-    key = model_api_key(settings)
+    spec = feature_model(settings, "ask", model_flag)
+    key = model_api_key(settings, spec)
+    config = answer_config(settings, k)
     # The extractive answerer makes no model calls, so it has nothing to meter.
-    ledger = None if settings.model in ("", "extractive") else Ledger(settings.usage_db)
+    ledger = None if spec in ("", "extractive") else Ledger(settings.usage_db)
     async with open_runtime(settings) as rt:
         scope = rt.scope(tenant, principals)
         cache = (
@@ -60,13 +73,13 @@ async def run_ask(
                 settings.response_cache,
                 settings.response_cache_ttl,
                 scope=scope.tenant_id,
-                prompt_key=prompts.get("qa.answer").key,
+                prompt_key=prompts.get("qa.answer", config.prompt_version).key,
             )
             if settings.response_cache_ttl > 0
             else None
         )
         async with open_chat_model(
-            settings.model,
+            spec,
             api_key=key,
             ledger=ledger,
             limits=budget_limits(settings),
@@ -79,7 +92,7 @@ async def run_ask(
                     embedder=rt.embedder,
                     scope=scope,
                     filters=parsed,
-                    config=answer_config(settings, k),
+                    config=config,
                     model=model,
                 )
 
@@ -109,8 +122,8 @@ def ask_command(
     ] = None,
 ) -> None:
     """Answer a question from the ingested documents, citing the chunks it used."""
-    settings = load_settings(store=store, model=model)
-    result = asyncio.run(run_ask(settings, question, tenant, principal, filter_ or [], k))
+    settings = load_settings(store=store)
+    result = asyncio.run(run_ask(settings, question, tenant, principal, filter_ or [], k, model))
     if as_json:
         payload = {
             **result.answer.model_dump(mode="json"),

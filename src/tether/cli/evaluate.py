@@ -27,7 +27,7 @@ from tether.models.registry import open_chat_model
 from tether.retrieval.fusion import FusionMethod
 from tether.retrieval.retrieve import RetrievalConfig
 from tether.runtime import open_runtime
-from tether.settings import Settings, load_settings, model_api_key
+from tether.settings import Settings, feature_model, load_settings, model_api_key
 
 app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
 
@@ -183,8 +183,11 @@ async def _run_answers(
     repeats: int,
     limit: int | None,
     console: Console,
+    model_flag: str | None,
 ) -> EvalReport:
     cases = load_clapnq(dataset)
+    spec = feature_model(settings, "ask", model_flag)
+    config = answer_config(settings)
     if limit is not None:
         answerable = [c for c in cases if c.answerable][:limit]
         cases = answerable + [c for c in cases if not c.answerable][:limit]
@@ -194,19 +197,21 @@ async def _run_answers(
             task = progress.add_task("index passages", total=None)
             await index_passages(rt.store, rt.embedder, scope.tenant_id, cases)
             progress.update(task, description="answer", total=len(cases) * repeats, completed=0)
-            async with open_chat_model(settings.model, api_key=model_api_key(settings)) as model:
+            async with open_chat_model(spec, api_key=model_api_key(settings, spec)) as model:
                 return await run_answers(
                     cases,
                     store=rt.store,
                     embedder=rt.embedder,
                     scope=scope,
                     model=model,
-                    config=answer_config(settings),
+                    config=config,
                     dataset=str(dataset),
                     concurrency=concurrency,
                     repeats=repeats,
                     run_config={
-                        "prompt": prompts.get("qa.answer").key if model else "-",
+                        "prompt": prompts.get("qa.answer", config.prompt_version).key
+                        if model
+                        else "-",
                         "decline_threshold": settings.decline_threshold,
                         "top_k": settings.top_k,
                         "fusion": settings.fusion,
@@ -244,8 +249,10 @@ def answers_command(
     declines (the unanswerable half must be declined), faithfulness and cost."""
     console = Console()
     with tempfile.TemporaryDirectory(prefix="tether-eval-") as tmp:
-        settings = load_settings(store=store or f"sqlite:///{Path(tmp) / 'eval.db'}", model=model)
-        report = asyncio.run(_run_answers(settings, dataset, concurrency, repeats, limit, console))
+        settings = load_settings(store=store or f"sqlite:///{Path(tmp) / 'eval.db'}")
+        report = asyncio.run(
+            _run_answers(settings, dataset, concurrency, repeats, limit, console, model)
+        )
     _finish(report, console, json_out, html_out, thresholds)
 
 

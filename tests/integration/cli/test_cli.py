@@ -318,3 +318,20 @@ def test_ask_with_the_fake_model_runs_the_llm_path_offline(env: Env, first_inges
 def test_ask_with_an_unknown_model_is_a_config_error(env: Env) -> None:
     run = tether(env, "ask", "anything", "--model", "mystery:model")
     assert run.code == 2 and "ConfigError" in run.err and "unknown model" in run.err
+
+
+def test_a_feature_pin_chooses_model_and_prompt_and_rolling_back_is_a_config_change(
+    env: Env, first_ingest: Run, tmp_path: Path
+) -> None:
+    config = tmp_path / "tether.toml"
+    pinned = Env(env.root, {**env.vars, "TETHER_CONFIG": str(config)})
+    config.write_text('[features.ask]\nmodel = "fake"\nprompt = "qa.answer@1"\n')
+    run = tether(pinned, "ask", ANSWERABLE, "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["model"] == "fake"
+    config.write_text('[features.ask]\nmodel = "fake"\nprompt = "qa.answer@9"\n')
+    bad = tether(pinned, "ask", ANSWERABLE, "--json")
+    assert bad.code == 2 and "has no version 9" in bad.err
+    config.write_text('[features.ask]\nmodel = "extractive"\n')  # the rollback
+    back = tether(pinned, "ask", ANSWERABLE, "--json")
+    assert back.code == 0 and json.loads(back.out)["model"] == "extractive"

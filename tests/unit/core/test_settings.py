@@ -217,3 +217,26 @@ def test_secrets_can_come_from_a_secrets_folder(
     monkeypatch.setenv("TETHER_SECRETS_DIR", str(isolated / "missing"))
     with pytest.raises(ConfigError, match="not a folder"):
         load_settings()
+
+
+def test_feature_pins_from_the_config_file_and_their_precedence(isolated: Path) -> None:
+    from tether.settings import feature_model, feature_prompt
+
+    _write_toml(
+        isolated,
+        'model = "extractive"\n[features.ask]\nmodel = "fake"\nprompt = "qa.answer@1"\n',
+    )
+    settings = load_settings()
+    assert feature_model(settings, "ask") == "fake"
+    assert feature_model(settings, "ask", "openai:gpt-4.1-mini") == "openai:gpt-4.1-mini"
+    assert feature_model(settings, "other") == "extractive"
+    assert feature_prompt(settings, "ask", "qa.answer") == 1
+    assert feature_prompt(settings, "other", "qa.answer") is None
+    with pytest.raises(ConfigError, match=r"pins 'qa\.answer'"):
+        feature_prompt(settings, "ask", "qa.summary")
+
+
+def test_a_malformed_prompt_pin_is_a_config_error(isolated: Path) -> None:
+    _write_toml(isolated, '[features.ask]\nprompt = "qa.answer-latest"\n')
+    with pytest.raises(ConfigError, match="id@version"):
+        load_settings()
