@@ -184,6 +184,7 @@ async def _run_answers(
     limit: int | None,
     console: Console,
     model_flag: str | None,
+    judge_spec: str | None,
 ) -> EvalReport:
     cases = load_clapnq(dataset)
     spec = feature_model(settings, "ask", model_flag)
@@ -197,7 +198,12 @@ async def _run_answers(
             task = progress.add_task("index passages", total=None)
             await index_passages(rt.store, rt.embedder, scope.tenant_id, cases)
             progress.update(task, description="answer", total=len(cases) * repeats, completed=0)
-            async with open_chat_model(spec, api_key=model_api_key(settings, spec)) as model:
+            async with (
+                open_chat_model(spec, api_key=model_api_key(settings, spec)) as model,
+                open_chat_model(
+                    judge_spec or "", api_key=model_api_key(settings, judge_spec or "")
+                ) as judge,
+            ):
                 return await run_answers(
                     cases,
                     store=rt.store,
@@ -218,6 +224,7 @@ async def _run_answers(
                         "embedder": rt.embedder.model_id,
                     },
                     on_progress=lambda d, _: progress.update(task, completed=d),
+                    judge=judge,
                 )
 
 
@@ -241,6 +248,10 @@ def answers_command(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Only the first N answerable and N unanswerable.")
     ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Model spec for an LLM faithfulness judge (rubric eval.faithfulness@1)."),
+    ] = None,
     store: Annotated[
         str | None, typer.Option(help="Store URL to (re)use; default: a temporary one.")
     ] = None,
@@ -251,7 +262,7 @@ def answers_command(
     with tempfile.TemporaryDirectory(prefix="tether-eval-") as tmp:
         settings = load_settings(store=store or f"sqlite:///{Path(tmp) / 'eval.db'}")
         report = asyncio.run(
-            _run_answers(settings, dataset, concurrency, repeats, limit, console, model)
+            _run_answers(settings, dataset, concurrency, repeats, limit, console, model, judge)
         )
     _finish(report, console, json_out, html_out, thresholds)
 

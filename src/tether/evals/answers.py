@@ -96,7 +96,7 @@ def support(sentence: str, evidence: str) -> float:
     return len(words & content_words(evidence)) / len(words)
 
 
-def _sentences_with_citations(result: AnswerResult) -> list[tuple[str, list[str]]]:
+def sentences_with_citations(result: AnswerResult) -> list[tuple[str, list[str]]]:
     answer = result.answer
     pairs = []
     for sentence in split_sentences(answer.summary):
@@ -142,7 +142,7 @@ def score_case(
 
     precision = faithfulness = NAN
     if not answer.declined:
-        pairs = _sentences_with_citations(result)
+        pairs = sentences_with_citations(result)
         judged = [
             (sentence, [support(sentence, texts.get(cid, "")) for cid in cited])
             for sentence, cited in pairs

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from tether import prompts
 from tether.errors import TetherError
 from tether.evals.answers import CaseScore, score_case
 from tether.evals.datasets import AnswerCase
+from tether.evals.judge import JUDGE_PROMPT, judged_faithfulness
 from tether.evals.metrics import percentile
 from tether.evals.report import EvalReport, Scalar
 from tether.indexer import make_chunks, write_batch
@@ -38,6 +40,8 @@ ANSWER_METRICS: dict[str, tuple[str, bool | None]] = {
     "schema_validity": ("schema_valid", None),
     "retrieval_hit": ("retrieval_hit", None),
 }
+#: Added when a judge model is given.
+JUDGE_METRIC = "faithfulness_judge"
 
 
 async def index_passages(
@@ -71,17 +75,22 @@ async def index_passages(
     return written
 
 
-def _case_values(scores: list[CaseScore]) -> dict[str, float]:
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _case_values(scores: list[CaseScore], judged: list[float] | None) -> dict[str, float]:
     """One case's metric values, averaged over its repeats (NaN-safe)."""
     out: dict[str, float] = {}
     answerable = scores[0].answerable
+    if judged is not None:
+        out[JUDGE_METRIC] = _mean(judged)
     for metric, (field, applies_to) in ANSWER_METRICS.items():
         if applies_to is not None and applies_to != answerable:
             out[metric] = math.nan
             continue
-        values = [getattr(s, field) for s in scores]
-        finite = [v for v in values if not math.isnan(v)]
-        out[metric] = sum(finite) / len(finite) if finite else math.nan
+        out[metric] = _mean([getattr(s, field) for s in scores])
     out["latency_ms"] = statistics.fmean(s.latency_ms for s in scores)
     return out
 
@@ -99,16 +108,18 @@ async def run_answers(
     repeats: int = 1,
     run_config: dict[str, Scalar] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    judge: ChatModel | None = None,
 ) -> EvalReport:
     price = default_table().price(model.name) if model is not None else None
     gate = asyncio.Semaphore(max(1, concurrency))
     done = 0
     total = len(cases) * repeats
 
-    async def one(case: AnswerCase) -> CaseScore:
+    async def one(case: AnswerCase) -> tuple[CaseScore, float]:
         nonlocal done
         async with gate:
             start = time.perf_counter()
+            judged = math.nan
             try:
                 result = await answer(
                     case.question,
@@ -124,6 +135,9 @@ async def run_answers(
                     latency_ms=(time.perf_counter() - start) * 1000,
                     cost_usd=cost_usd(result.usage, price) if price and result.usage else 0.0,
                 )
+                if judge is not None:
+                    with calling_as(feature="eval.judge", tenant=scope.tenant_id):
+                        judged = await judged_faithfulness(judge, result)
             except TetherError as exc:
                 score = score_case(
                     case,
@@ -134,12 +148,13 @@ async def run_answers(
             done += 1
             if on_progress:
                 on_progress(done, total)
-            return score
+            return score, judged
 
     with calling_as(feature="eval", tenant=scope.tenant_id):
         runs = [await asyncio.gather(*(one(c) for c in cases)) for _ in range(repeats)]
-    by_case = {c.id: [run[i] for run in runs] for i, c in enumerate(cases)}
-    flat = [s for run in runs for s in run]
+    by_case = {c.id: [run[i][0] for run in runs] for i, c in enumerate(cases)}
+    judged = {c.id: [run[i][1] for run in runs] for i, c in enumerate(cases)}
+    flat = [s for run in runs for s, _ in run]
     latencies = [s.latency_ms for s in flat]
     errors = sum(s.error is not None for s in flat)
     ops = {
@@ -154,9 +169,16 @@ async def run_answers(
     return EvalReport.from_cases(
         kind="answers",
         dataset=dataset,
-        cases={cid: _case_values(scores) for cid, scores in by_case.items()},
-        metric_names=list(ANSWER_METRICS),
-        config={"model": model.name if model else "extractive", **(run_config or {})},
+        cases={
+            cid: _case_values(scores, judged[cid] if judge is not None else None)
+            for cid, scores in by_case.items()
+        },
+        metric_names=[*ANSWER_METRICS, *([JUDGE_METRIC] if judge is not None else [])],
+        config={
+            "model": model.name if model else "extractive",
+            "judge": f"{judge.name} with {prompts.get(JUDGE_PROMPT).key}" if judge else None,
+            **(run_config or {}),
+        },
         repeats=repeats,
         ops=ops,
         latencies_ms=latencies,

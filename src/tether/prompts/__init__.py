@@ -6,6 +6,7 @@ from typing import Any
 
 from tether.errors import ConfigError
 from tether.prompts.base import Prompt
+from tether.prompts.eval_faithfulness_v1 import FaithfulnessJudgeV1
 from tether.prompts.qa_answer_v1 import QAAnswerV1
 
 _REGISTRY: dict[str, dict[int, Prompt[Any, Any]]] = {}
@@ -35,5 +36,6 @@ def known() -> dict[str, list[int]]:
 
 
 register(QAAnswerV1())
+register(FaithfulnessJudgeV1())
 
 __all__ = ["Prompt", "get", "known", "register"]

@@ -42,6 +42,6 @@ def data_block(label: str, items: list[tuple[dict[str, str], str]]) -> str:
     parts = [f"<{label}>"]
     for attrs, body in items:
         rendered = " ".join(f'{k}="{esc(v).replace(chr(34), "&quot;")}"' for k, v in attrs.items())
-        parts.append(f"<item {rendered}>\n{esc(body)}\n</item>")
+        parts.append(f"<item{' ' + rendered if rendered else ''}>\n{esc(body)}\n</item>")
     parts.append(f"</{label}>")
     return "\n".join(parts)

@@ -94,7 +94,9 @@ async def test_upgrade_from_version_1_rebuilds_the_vector_index(pg_database: str
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute("DELETE FROM tether_schema WHERE version = 2")
         conn.execute("DROP INDEX chunks_embedding")
-        conn.execute("CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)")
+        conn.execute(
+            "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)"
+        )
     status = tether(pg_database, "db", "status")
     assert "schema version 1" in status.stdout, status.stdout
     upgraded = tether(pg_database, "db", "upgrade")

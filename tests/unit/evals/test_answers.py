@@ -95,3 +95,28 @@ def test_declining_an_unanswerable_case_is_correct_and_has_no_precision() -> Non
 def test_a_failed_case_counts_against_the_system() -> None:
     score = score_case(case(), None, latency_ms=5, error="Timeout")
     assert score.schema_valid == 0.0 and score.decline_correct == 0.0 and score.error == "Timeout"
+
+
+async def test_an_llm_judge_scores_faithfulness_sentence_by_sentence() -> None:
+    import json as _json
+
+    from tether.evals.judge import judged_faithfulness
+    from tether.models.chat import ChatRequest, ChatResponse
+    from tether.models.fake import FakeChatModel
+
+    seen: list[ChatRequest] = []
+
+    def judge(request: ChatRequest) -> ChatResponse:
+        seen.append(request)
+        text = request.messages[-1].content
+        supported = "1989" in text.split("<sentence>")[1] and "1989" in text.split("<sentence>")[0]
+        return ChatResponse(text=_json.dumps({"supported": supported, "reason": "checked"}))
+
+    model = FakeChatModel([], responder=judge)
+    answered = result(
+        f"The wall fell in 1989 [{CA}]. It was painted blue in 1990 [{CB}].", [CA, CB]
+    )
+    assert await judged_faithfulness(model, answered) == 0.5
+    assert len(seen) == 2
+    assert "Rubric:" in seen[0].messages[0].content  # the versioned judge prompt
+    assert math.isnan(await judged_faithfulness(model, result("No.", [], declined=True)))
