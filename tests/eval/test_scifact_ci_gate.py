@@ -43,6 +43,7 @@ def gate(env: Env, out: Path) -> tuple[int, str, dict[str, object]]:
         str(THRESHOLDS),
         "--json",
         str(out),
+        timeout=1200,
     )
     assert run.code in (0, 1), run.err
     return run.code, run.out, json.loads(out.read_text())
