@@ -54,8 +54,8 @@ CENTRES = 2_000
 VOCAB = 40_000
 CHUNKS_PER_DOC = 10
 SETTINGS = {
-    "shared_buffers": "'6GB'",
-    "maintenance_work_mem": "'8GB'",
+    "shared_buffers": "'4GB'",
+    "maintenance_work_mem": "'4GB'",
     "max_parallel_maintenance_workers": "2",
     "max_parallel_workers": "4",
     "work_mem": "'64MB'",
