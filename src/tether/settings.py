@@ -139,8 +139,10 @@ class Settings(BaseSettings):
     )
     #: OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:6006/v1/traces); unset = no export.
     otlp_endpoint: str | None = None
-    #: Record prompts and replies (redacted, cut to 16k characters) on model-call spans.
-    trace_content: bool = True
+    #: Record the question, prompts and replies (redacted, cut to 16k characters) on spans.
+    #: Off by default: retrieved document text is in the prompt, and by default spans
+    #: carry only ids and sizes. `tether traces export` needs it on.
+    trace_content: bool = False
     #: Layered budgets for model calls (unset = no limit). Checked before every call.
     budget_request_tokens: int | None = Field(default=None, ge=1)
     budget_user_day_usd: float | None = Field(default=None, ge=0)

@@ -26,13 +26,13 @@ class Captured:
 
 
 @contextmanager
-def captured_spans() -> Iterator[Captured]:
+def captured_spans(*, content: bool = False) -> Iterator[Captured]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_provider(provider)
+    tracing.use_provider(provider, capture_content=content)
     try:
         yield Captured(exporter)
     finally:
-        tracing.use_provider(None)
+        tracing.use_provider(None, capture_content=False)
         provider.shutdown()

@@ -175,7 +175,7 @@ def export_command(
     if not calls:
         raise ConfigError(
             "this trace has no model call with recorded content (extractive answers make "
-            "none; TETHER_TRACE_CONTENT=false records none)"
+            "none; content is recorded only with TETHER_TRACE_CONTENT=true)"
         )
     CallFixture(trace_id=spans[0].trace_id, calls=calls).write(fixture)
     typer.echo(f"wrote {len(calls)} model call(s) to {fixture}")

@@ -32,7 +32,7 @@ from tether.observability.spanstore import SpanStore, SpanStoreExporter
 TRACER_NAME = "tether"
 
 _provider: TracerProvider | None = None
-_capture_content = True
+_capture_content = False
 _PROMPT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tether_prompt", default=None)
 
 
@@ -41,7 +41,7 @@ class TracingConfig:
     span_db: Path | None = None
     otlp_endpoint: str | None = None
     otlp_headers: tuple[tuple[str, str], ...] = ()
-    capture_content: bool = True
+    capture_content: bool = False
     service_name: str = "tether"
 
 
@@ -75,9 +75,11 @@ def setup_tracing(
     return provider
 
 
-def use_provider(provider: TracerProvider | None) -> None:
-    global _provider
+def use_provider(provider: TracerProvider | None, *, capture_content: bool | None = None) -> None:
+    global _provider, _capture_content
     _provider = provider
+    if capture_content is not None:
+        _capture_content = capture_content
 
 
 def shutdown_tracing() -> None:

@@ -21,7 +21,7 @@ QUESTION = "Why does the nightly backup job fail on the replica?"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    env = make_env(tmp_path_factory.mktemp("traces"))
+    env = make_env(tmp_path_factory.mktemp("traces"), TETHER_TRACE_CONTENT="true")
     assert tether(env, "ingest", str(DOCS)).code == 0
     return env
 
@@ -104,3 +104,21 @@ async def test_an_exported_trace_replays_as_a_regression_test(
         c["chunk_id"]  # type: ignore[index]
         for c in asked["citations"]  # type: ignore[attr-defined]
     ]
+
+
+def test_by_default_spans_carry_ids_and_sizes_but_no_text(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    assert tether(env, "ingest", str(DOCS)).code == 0
+    run = tether(env, "ask", QUESTION, "--model", "fake", "--json")
+    assert run.code == 0, run.err
+    trace_id = json.loads(run.out)["trace_id"]
+    shown = tether(env, "traces", "show", trace_id, "--json")
+    spans = json.loads(shown.out)
+    everything = json.dumps(spans)
+    assert "nightly backup" not in everything.lower()  # neither question nor document text
+    call = next(s for s in spans if s["name"] == "chat fake")["attributes"]
+    assert "gen_ai.input.messages" not in call and call["gen_ai.usage.input_tokens"] > 0
+    retrieved = next(s for s in spans if s["name"] == "tether.retrieve")["attributes"]
+    assert retrieved["tether.retrieved.ids"]
+    export = tether(env, "traces", "export", trace_id, "--fixture", str(tmp_path / "f.json"))
+    assert export.code == 2 and "TETHER_TRACE_CONTENT=true" in export.err

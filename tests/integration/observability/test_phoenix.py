@@ -94,7 +94,9 @@ def spans_of(base: str, trace_id: str) -> list[dict[str, object]]:
 def test_a_request_trace_reaches_phoenix_with_token_counts_intact(
     phoenix: str, tmp_path: Path
 ) -> None:
-    env: Env = make_env(tmp_path, TETHER_OTLP_ENDPOINT=f"{phoenix}/v1/traces")
+    env: Env = make_env(
+        tmp_path, TETHER_OTLP_ENDPOINT=f"{phoenix}/v1/traces", TETHER_TRACE_CONTENT="true"
+    )
     assert tether(env, "ingest", str(DOCS)).code == 0
     run = tether(env, "ask", QUESTION, "--model", "fake", "--json")
     assert run.code == 0, run.err

@@ -100,7 +100,7 @@ async def test_a_call_is_a_genai_span_with_caller_prompt_and_cost() -> None:
 
     model = TracedChatModel(FakeChatModel([reply()], name="openai:gpt-4o-mini"), [])
     with (
-        captured_spans() as captured,
+        captured_spans(content=True) as captured,
         calling_as(user="ana", feature="qa", tenant="acme", tier="pro"),
         using_prompt("qa.answer@1"),
     ):
@@ -155,3 +155,15 @@ async def test_cache_hits_and_retries_annotate_the_call_span(tmp_path: Path) -> 
     assert (first.events[0].attributes or {})["error.type"] == "ProviderUnavailable"
     assert (second.attributes or {})["tether.cache.hit"] is True
     assert second.events == ()
+
+
+async def test_without_content_capture_the_span_has_no_text() -> None:
+    from tests.support.spans import captured_spans
+
+    model = TracedChatModel(FakeChatModel([reply()]), [])
+    with captured_spans() as captured:
+        await model.chat(REQUEST)
+    (span,) = captured.spans
+    attrs = dict(span.attributes or {})
+    assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
+    assert attrs["gen_ai.usage.input_tokens"] == 3
