@@ -220,14 +220,22 @@ class KeywordIndexes:
             since = time.monotonic() - self._started.get(tenant_id, -math.inf)
             if big and since < self.refresh_seconds:
                 return cached, True
-            self._started[tenant_id] = time.monotonic()
-            task = asyncio.create_task(self._build(tenant_id))
-            task.add_done_callback(_consume)
-            self._building[tenant_id] = task
+            task = self._start(tenant_id)
         if big:
             return cached, True
         index = await asyncio.shield(task)
+        if index is not None and index.generation < generation:
+            # The build we joined began before this write committed: one more, our own.
+            task = self._building.get(tenant_id) or self._start(tenant_id)
+            index = await asyncio.shield(task)
         return index, index is not None and index.generation < generation
+
+    def _start(self, tenant_id: str) -> asyncio.Task[KeywordIndex | None]:
+        self._started[tenant_id] = time.monotonic()
+        task = asyncio.create_task(self._build(tenant_id))
+        task.add_done_callback(_consume)
+        self._building[tenant_id] = task
+        return task
 
     async def _build(self, tenant_id: str) -> KeywordIndex | None:
         try:
