@@ -53,6 +53,8 @@ DIM = 384
 CENTRES = 2_000
 VOCAB = 40_000
 CHUNKS_PER_DOC = 10
+#: Chunks generated (and copied) per step.
+BLOCK = 50_000
 SETTINGS = {
     "shared_buffers": "'4GB'",
     "maintenance_work_mem": "'4GB'",
@@ -105,6 +107,7 @@ class Texts:
         p = ranks**-1.1
         self.cdf = np.cumsum(p / p.sum())
         self.seed = seed
+        self._block: tuple[int, list[tuple[str, str]]] = (-1, [])
 
     def block(self, lo: int, hi: int) -> list[tuple[str, str]]:
         rng = np.random.default_rng((self.seed, lo))
@@ -120,6 +123,13 @@ class Texts:
             at += int(length)
             out.append((title, text))
         return out
+
+    def text_of(self, i: int) -> tuple[str, str]:
+        """Chunk i's (title, text), regenerating its 50,000-chunk block (one kept)."""
+        lo = (i // BLOCK) * BLOCK
+        if self._block[0] != lo:
+            self._block = (lo, self.block(lo, lo + BLOCK))
+        return self._block[1][i - lo]
 
 
 async def load(dsn: str, n: int, vecs: npt.NDArray[np.float32], texts: Texts) -> dict[str, float]:
@@ -165,9 +175,8 @@ async def load(dsn: str, n: int, vecs: npt.NDArray[np.float32], texts: Texts) ->
                     "vector",
                 ]
             )
-            step = 50_000
-            for lo in range(0, n, step):
-                hi = min(n, lo + step)
+            for lo in range(0, n, BLOCK):
+                hi = min(n, lo + BLOCK)
                 for i, (title, text) in enumerate(texts.block(lo, hi), start=lo):
                     restricted = i % 10 == 9
                     await copy.write_row(
@@ -262,7 +271,7 @@ async def measure(
     # A query is a new point of the data's distribution, not a perturbed copy of a chunk.
     noise = rng.standard_normal((queries, DIM), dtype=np.float32) / np.sqrt(DIM)
     qvecs = unit(centres(seed)[rng.integers(0, CENTRES, queries)] + noise)
-    words_of = {int(i): texts_for(texts, int(i))[1].split() for i in sorted(picks)}
+    words_of = {int(i): texts.text_of(int(i))[1].split() for i in sorted(picks)}
     # Two kinds of keyword query: 3 distinct words of a chunk (what a person types), and
     # 3 of its tokens (Zipf-weighted: mostly the commonest words, the costliest case).
     qtexts = [" ".join(rng.choice(sorted(set(words_of[int(i)])), 3, replace=False)) for i in picks]
@@ -343,16 +352,6 @@ async def measure(
         print(name, result[name], flush=True)
     await store.close()
     return result
-
-
-def texts_for(texts: Texts, i: int) -> tuple[str, str]:
-    """The text of chunk i, regenerated from its block (blocks are 50,000 chunks)."""
-    lo = (i // 50_000) * 50_000
-    cache = texts.__dict__.setdefault("_blocks", {})
-    if lo not in cache:
-        cache.clear()
-        cache[lo] = texts.block(lo, lo + 50_000)
-    return cache[lo][i - lo]
 
 
 async def main() -> None:

@@ -30,12 +30,12 @@ class Difference(BaseModel):
     metric: str
     a: float | None
     b: float | None
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
     n: int
-    significant: bool
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    significant: bool = False
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -64,17 +64,7 @@ def paired_difference(
     mean_a = estimate(list(a.values())).mean
     mean_b = estimate(list(b.values())).mean
     if not keys:
-        return Difference(
-            metric=metric,
-            a=mean_a,
-            b=mean_b,
-            delta=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            n=0,
-            significant=False,
-        )
+        return Difference(metric=metric, a=mean_a, b=mean_b, n=0)
     diffs = np.asarray([b[k] - a[k] for k in keys], dtype=np.float64)
     delta = float(diffs.mean())
     rng = np.random.default_rng(seed)

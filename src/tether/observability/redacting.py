@@ -10,7 +10,7 @@ from typing import Any
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tether.security.redaction import redact
+from tether.security.redaction import redact_value
 
 #: Attributes tether sets to identifiers and names, never to user text: left as they are
 #: (a model name like "gpt-4.1-mini" or a chunk id must stay readable).
@@ -42,34 +42,16 @@ MAX_CHARS = 16_000
 JSON_KEYS = frozenset({"gen_ai.input.messages", "gen_ai.output.messages"})
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value[:MAX_CHARS])
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _clean_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value[:MAX_CHARS])
-    if isinstance(value, list):
-        return [_clean_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: v if k == "role" else _clean_json(v) for k, v in value.items()}
-    return value
-
-
 def _clean_key(key: str, value: Any) -> Any:
     if key in SAFE_KEYS:
         return value
     if key in JSON_KEYS and isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError:
-            return _clean(value)
-        return json.dumps(_clean_json(parsed), ensure_ascii=False)
-    return _clean(value)
+            return redact_value(value, max_chars=MAX_CHARS)
+        return json.dumps(redact_value(value, max_chars=MAX_CHARS), ensure_ascii=False)
+    return redact_value(value, max_chars=MAX_CHARS)
 
 
 def redacted_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:

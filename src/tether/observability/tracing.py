@@ -23,7 +23,7 @@ from pathlib import Path
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tether.observability.metrics import Metrics, MetricsSpanProcessor
 from tether.observability.redacting import RedactingExporter
@@ -48,7 +48,6 @@ class TracingConfig:
 def setup_tracing(
     config: TracingConfig,
     *,
-    extra_exporters: tuple[SpanExporter, ...] = (),
     metrics: Metrics | None = None,
 ) -> TracerProvider:
     """A provider exporting to the configured backends (and feeding `metrics`, if given),
@@ -68,8 +67,6 @@ def setup_tracing(
 
         otlp = OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=dict(config.otlp_headers))
         provider.add_span_processor(BatchSpanProcessor(RedactingExporter(otlp)))
-    for exporter in extra_exporters:
-        provider.add_span_processor(BatchSpanProcessor(RedactingExporter(exporter)))
     _capture_content = config.capture_content
     use_provider(provider)
     return provider
@@ -103,10 +100,6 @@ def capture_content() -> bool:
 def trace_id_of(span: trace.Span) -> str | None:
     context = span.get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
-
-
-def current_trace_id() -> str | None:
-    return trace_id_of(trace.get_current_span())
 
 
 @contextmanager

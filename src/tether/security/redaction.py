@@ -257,12 +257,13 @@ def redact(text: str, *, keep: Iterable[Entity] = ()) -> str:
     return "".join(out)
 
 
-def redact_value(value: object) -> object:
-    """Strings inside nested dicts, lists and tuples redacted; other values kept."""
+def redact_value(value: object, *, max_chars: int | None = None) -> object:
+    """Strings inside nested dicts, lists and tuples redacted (each cut to `max_chars`
+    first, when given); other values kept."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value[:max_chars])
     if isinstance(value, Mapping):
-        return {k: redact_value(v) for k, v in value.items()}
+        return {k: redact_value(v, max_chars=max_chars) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_value(v) for v in value]
+        return [redact_value(v, max_chars=max_chars) for v in value]
     return value

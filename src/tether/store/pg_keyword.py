@@ -250,9 +250,6 @@ class KeywordIndexes:
         finally:
             self._building.pop(tenant_id, None)
 
-    def forget(self, tenant_id: str) -> None:
-        self._cache.pop(tenant_id, None)
-
     async def close(self) -> None:
         tasks = list(self._building.values())
         for task in tasks:
