@@ -51,6 +51,16 @@ class UnreadableDocument(IngestError):
     """The file is corrupt, undecodable or malformed for its type."""
 
 
+class UploadRejected(IngestError):
+    """An uploaded file was refused before anything was stored. `code` is machine-readable
+    (too_large, unsupported_type, archive_bomb, polyglot, executable, active_content,
+    parse_timeout, parse_memory, parse_failed, empty); the message says why in words."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class EmbeddingError(TetherError):
     """The embedder failed or returned vectors of the wrong shape."""
 
