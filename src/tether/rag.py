@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.trace import StatusCode
+from pydantic import ValidationError
+from pydantic_core import from_json
 
 from tether import prompts
 from tether.citations import TAG, cited_ids, verify
 from tether.errors import InvalidQuestion
 from tether.models.budget import current_caller
-from tether.models.chat import ChatModel
+from tether.models.chat import (
+    ChatModel,
+    ChatRequest,
+    ErrorEvent,
+    JsonSchemaFormat,
+    StreamEvent,
+    TokenEvent,
+    UsageEvent,
+)
 from tether.models.embedder import Embedder
 from tether.models.extractive import DECLINE_TEXT, ExtractiveOptions, extractive_answer
 from tether.observability.tracing import capture_content, trace_id_of, tracer, using_prompt
@@ -22,7 +37,7 @@ from tether.store.filters import Filter
 from tether.store.protocol import Scope, Store
 from tether.structured import generate, strict_schema
 from tether.tokens import TokenCounter
-from tether.types import Answer, Citation, ScoredChunk, Usage
+from tether.types import Answer, Chunk, Citation, Message, ScoredChunk, Usage
 
 
 @dataclass(frozen=True)
@@ -75,48 +90,12 @@ async def answer(
     """Answer from the store: extractively when `model` is None, else with the model
     through the qa.answer prompt, structured output and the citation check."""
     text = check_question(question, config.max_question_chars)
-    caller = current_caller()
-    root_attributes: dict[str, str | int] = {
-        "tether.tenant": scope.tenant_id,
-        "tether.feature": caller.feature,
-        "tether.user.tier": caller.tier,
-        "tether.model": model.name if model else "extractive",
-        "tether.question.chars": len(text),
-    }
-    if capture_content():
-        root_attributes["tether.question"] = text
+    root_attributes = _root_attributes(text, scope, model)
     with tracer().start_as_current_span("tether.answer", attributes=root_attributes) as root:
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        with tracer().start_as_current_span("tether.retrieve") as span:
-            retrieved = await retrieve(
-                store,
-                embedder,
-                text,
-                scope=scope,
-                filters=filters,
-                k=config.k,
-                config=config.retrieval,
-                reranker=reranker,
-            )
-            span.set_attributes(
-                {
-                    "tether.retrieval.mode": config.retrieval.mode,
-                    "tether.fusion": config.retrieval.fusion,
-                    "tether.k": config.k,
-                    "tether.filters": len(filters),
-                    "tether.retrieved.ids": [r.chunk.id for r in retrieved],
-                }
-            )
-        t1 = time.perf_counter()
-        with tracer().start_as_current_span("tether.pack") as span:
-            context = pack(retrieved, config.packing, counter=counter)
-            span.set_attributes(
-                {
-                    "tether.context.ids": [c.chunk.id for c in context],
-                    "tether.context.chars": sum(len(c.chunk.text) for c in context),
-                }
-            )
+        retrieved, context, timings = await _retrieve_and_pack(
+            text, store, embedder, scope, filters, config, reranker, counter
+        )
         t2 = time.perf_counter()
         usage: Usage | None = None
         if model is None:
@@ -124,57 +103,188 @@ async def answer(
                 result = await extractive_answer(text, context, embedder, config.extractive)
         else:
             result, usage = await llm_answer(text, context, model, config)
-        with tracer().start_as_current_span("tether.citations") as span:
-            verify(result, [item.chunk.id for item in context])
-            span.set_attributes(
-                {
-                    "tether.cited.ids": [c.chunk_id for c in result.citations],
-                    "tether.declined": result.declined,
-                    "tether.confidence": result.confidence,
-                    "tether.flags": len(result.flags),
-                }
-            )
-        t3 = time.perf_counter()
+        _check_citations(result, context)
         root.set_attribute("tether.declined", result.declined)
-        timings.update(
-            retrieve=(t1 - t0) * 1000,
-            pack=(t2 - t1) * 1000,
-            answer=(t3 - t2) * 1000,
-            total=(t3 - t0) * 1000,
-        )
         return AnswerResult(
             answer=result,
             retrieved=retrieved,
             context=context,
-            timings_ms=timings,
+            timings_ms=_timings(timings, t0, t2),
             usage=usage,
             model=model.name if model else "extractive",
             trace_id=trace_id_of(root),
         )
 
 
-async def llm_answer(
-    question: str, context: list[ScoredChunk], model: ChatModel, config: AnswerConfig
-) -> tuple[Answer, Usage | None]:
-    """qa.answer through `generate`: citations naming chunks outside the context are sent
-    back for repair; if the last attempt still has them they are dropped and flagged."""
-    if not context:
-        return Answer(summary=DECLINE_TEXT, confidence=1.0, declined=True), None
-    chunks = {item.chunk.id: item.chunk for item in context}
+def _root_attributes(text: str, scope: Scope, model: ChatModel | None) -> dict[str, str | int]:
+    caller = current_caller()
+    attributes: dict[str, str | int] = {
+        "tether.tenant": scope.tenant_id,
+        "tether.feature": caller.feature,
+        "tether.user.tier": caller.tier,
+        "tether.model": model.name if model else "extractive",
+        "tether.question.chars": len(text),
+    }
+    if capture_content():
+        attributes["tether.question"] = text
+    return attributes
+
+
+def _timings(stages: dict[str, float], t0: float, t2: float) -> dict[str, float]:
+    t3 = time.perf_counter()
+    return {**stages, "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
+
+
+async def _retrieve_and_pack(
+    text: str,
+    store: Store,
+    embedder: Embedder,
+    scope: Scope,
+    filters: Sequence[Filter],
+    config: AnswerConfig,
+    reranker: Reranker | None,
+    counter: TokenCounter | None,
+) -> tuple[list[ScoredChunk], list[ScoredChunk], dict[str, float]]:
+    t0 = time.perf_counter()
+    with tracer().start_as_current_span("tether.retrieve") as span:
+        retrieved = await retrieve(
+            store,
+            embedder,
+            text,
+            scope=scope,
+            filters=filters,
+            k=config.k,
+            config=config.retrieval,
+            reranker=reranker,
+        )
+        span.set_attributes(
+            {
+                "tether.retrieval.mode": config.retrieval.mode,
+                "tether.fusion": config.retrieval.fusion,
+                "tether.k": config.k,
+                "tether.filters": len(filters),
+                "tether.retrieved.ids": [r.chunk.id for r in retrieved],
+            }
+        )
+    t1 = time.perf_counter()
+    with tracer().start_as_current_span("tether.pack") as span:
+        context = pack(retrieved, config.packing, counter=counter)
+        span.set_attributes(
+            {
+                "tether.context.ids": [c.chunk.id for c in context],
+                "tether.context.chars": sum(len(c.chunk.text) for c in context),
+            }
+        )
+    t2 = time.perf_counter()
+    return retrieved, context, {"retrieve": (t1 - t0) * 1000, "pack": (t2 - t1) * 1000}
+
+
+def _check_citations(result: Answer, context: list[ScoredChunk]) -> None:
+    with tracer().start_as_current_span("tether.citations") as span:
+        verify(result, [item.chunk.id for item in context])
+        span.set_attributes(
+            {
+                "tether.cited.ids": [c.chunk_id for c in result.citations],
+                "tether.declined": result.declined,
+                "tether.confidence": result.confidence,
+                "tether.flags": len(result.flags),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """First event of a streamed answer: what retrieval found and what was packed."""
+
+    retrieved: list[ScoredChunk]
+    context: list[ScoredChunk]
+    #: The answer's trace, known from the start so a cut stream can still point to it.
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerToken:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Last event: the checked answer. It is authoritative: if a streamed model output
+    failed validation, the answer was produced again and differs from the tokens sent."""
+
+    result: AnswerResult
+
+
+AnswerEvent = Retrieved | AnswerToken | Finished
+_WORD = re.compile(r"\S+\s*|\s+")
+
+
+async def stream_answer(
+    question: str,
+    *,
+    store: Store,
+    embedder: Embedder,
+    scope: Scope,
+    filters: Sequence[Filter] = (),
+    config: AnswerConfig = AnswerConfig(),
+    reranker: Reranker | None = None,
+    counter: TokenCounter | None = None,
+    model: ChatModel | None = None,
+) -> AsyncIterator[AnswerEvent]:
+    """`answer()` as events: `Retrieved`, then `AnswerToken`s as the model writes the
+    answer text, then `Finished`. Closing the iterator early (a client went away) closes
+    the upstream model stream; the spans end with the error recorded."""
+    text = check_question(question, config.max_question_chars)
+    with tracer().start_as_current_span(
+        "tether.answer", attributes={**_root_attributes(text, scope, model), "tether.stream": True}
+    ) as root:
+        try:
+            t0 = time.perf_counter()
+            retrieved, context, timings = await _retrieve_and_pack(
+                text, store, embedder, scope, filters, config, reranker, counter
+            )
+            yield Retrieved(retrieved, context, trace_id_of(root))
+            t2 = time.perf_counter()
+            usage: Usage | None = None
+            if model is None:
+                with tracer().start_as_current_span("tether.extractive"):
+                    result = await extractive_answer(text, context, embedder, config.extractive)
+                for piece in _WORD.findall(result.summary):
+                    yield AnswerToken(piece)
+            else:
+                outcome: list[tuple[Answer, Usage | None]] = []
+                async for piece in _stream_llm(text, context, model, config, outcome):
+                    yield AnswerToken(piece)
+                result, usage = outcome[0]
+            _check_citations(result, context)
+            root.set_attribute("tether.declined", result.declined)
+            yield Finished(
+                AnswerResult(
+                    answer=result,
+                    retrieved=retrieved,
+                    context=context,
+                    timings_ms=_timings(timings, t0, t2),
+                    usage=usage,
+                    model=model.name if model else "extractive",
+                    trace_id=trace_id_of(root),
+                )
+            )
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer went away (a client hung up): the trace says so.
+            root.set_attribute("tether.cancelled", True)
+            root.set_status(StatusCode.ERROR, "cancelled: the consumer stopped reading")
+            raise
+
+
+def _cited(out: QAOutput) -> list[str]:
+    return list(dict.fromkeys([*cited_ids(out.answer), *out.cited_ids]))
+
+
+def _qa_messages(
+    question: str, chunks: dict[str, Chunk], config: AnswerConfig
+) -> tuple[str, list[Message], dict[str, Any]]:
+    """(prompt key, rendered messages, wire schema) for a qa.answer call."""
     prompt = prompts.get("qa.answer", config.prompt_version)
-
-    def cited(out: QAOutput) -> list[str]:
-        return list(dict.fromkeys([*cited_ids(out.answer), *out.cited_ids]))
-
-    def check(out: QAOutput) -> list[str]:
-        problems = []
-        unknown = [cid for cid in cited(out) if cid not in chunks]
-        if unknown:
-            problems.append(f"these cited ids are not among the sources: {unknown}")
-        if not out.declined and not any(cid in chunks for cid in cited(out)):
-            problems.append("an answer that is not declined must cite at least one source id")
-        return problems
-
     with tracer().start_as_current_span(
         "tether.prompt.render", attributes={"tether.prompt.id": prompt.key}
     ) as span:
@@ -196,32 +306,23 @@ async def llm_answer(
     wire["properties"]["answer"]["maxLength"] = 1200
     # Grammar-based servers (llama.cpp) ignore numeric ranges; an enum they do enforce.
     wire["properties"]["confidence"] = {"type": "number", "enum": [i / 10 for i in range(11)]}
-    with using_prompt(prompt.key):
-        generation = await generate(
-            model,
-            messages,
-            QAOutput,
-            check=check,
-            max_attempts=config.attempts,
-            max_tokens=config.max_tokens,
-            accept_with_problems=True,
-            wire_schema=wire,
-        )
-    out = generation.value
+    return prompt.key, list(messages), wire
+
+
+def _to_answer(out: QAOutput, chunks: dict[str, Chunk]) -> Answer:
+    """The checked Answer: citations outside the context dropped and flagged; an answer
+    left citing nothing becomes a decline."""
     flags: list[str] = []
-    unknown = [cid for cid in cited(out) if cid not in chunks]
+    unknown = [cid for cid in _cited(out) if cid not in chunks]
     summary = out.answer
     if unknown:
         summary = TAG.sub(lambda m: m.group(0) if m.group(1) in chunks else "", summary)
         flags.append(f"dropped citations of chunks that were not in the context: {unknown}")
-    used = [cid for cid in cited(out) if cid in chunks]
+    used = [cid for cid in _cited(out) if cid in chunks]
     if out.declined or not used:
         if not out.declined:
             flags.append("the model's answer cited no source in the context; declined instead")
-        return (
-            Answer(summary=DECLINE_TEXT, confidence=out.confidence, declined=True, flags=flags),
-            generation.usage,
-        )
+        return Answer(summary=DECLINE_TEXT, confidence=out.confidence, declined=True, flags=flags)
     citations = [
         Citation(
             chunk_id=cid,
@@ -232,11 +333,109 @@ async def llm_answer(
         )
         for cid in used
     ]
-    answer = Answer(
+    return Answer(
         summary=" ".join(summary.split()),
         citations=citations,
         confidence=out.confidence,
         declined=False,
         flags=flags,
     )
-    return answer, generation.usage
+
+
+async def llm_answer(
+    question: str, context: list[ScoredChunk], model: ChatModel, config: AnswerConfig
+) -> tuple[Answer, Usage | None]:
+    """qa.answer through `generate`: citations naming chunks outside the context are sent
+    back for repair; if the last attempt still has them they are dropped and flagged."""
+    if not context:
+        return Answer(summary=DECLINE_TEXT, confidence=1.0, declined=True), None
+    chunks = {item.chunk.id: item.chunk for item in context}
+
+    def check(out: QAOutput) -> list[str]:
+        problems = []
+        unknown = [cid for cid in _cited(out) if cid not in chunks]
+        if unknown:
+            problems.append(f"these cited ids are not among the sources: {unknown}")
+        if not out.declined and not any(cid in chunks for cid in _cited(out)):
+            problems.append("an answer that is not declined must cite at least one source id")
+        return problems
+
+    prompt_key, messages, wire = _qa_messages(question, chunks, config)
+    with using_prompt(prompt_key):
+        generation = await generate(
+            model,
+            messages,
+            QAOutput,
+            check=check,
+            max_attempts=config.attempts,
+            max_tokens=config.max_tokens,
+            accept_with_problems=True,
+            wire_schema=wire,
+        )
+    return _to_answer(generation.value, chunks), generation.usage
+
+
+async def _stream_llm(
+    question: str,
+    context: list[ScoredChunk],
+    model: ChatModel,
+    config: AnswerConfig,
+    outcome: list[tuple[Answer, Usage | None]],
+) -> AsyncIterator[str]:
+    """Stream the `answer` field of qa.answer's JSON as the model writes it (parsing the
+    partial JSON on every token), then validate the whole. An invalid output falls back
+    to `llm_answer` (with its repair loop), whose answer supersedes the streamed text."""
+    if not context:
+        outcome.append((Answer(summary=DECLINE_TEXT, confidence=1.0, declined=True), None))
+        return
+    chunks = {item.chunk.id: item.chunk for item in context}
+    prompt_key, messages, wire = _qa_messages(question, chunks, config)
+    request = ChatRequest(
+        messages=tuple(messages),
+        max_tokens=config.max_tokens,
+        temperature=0.0,
+        response_format=JsonSchemaFormat(name="QAOutput", schema=wire),
+    )
+    raw: list[str] = []
+    sent = 0
+    usage: Usage | None = None
+    with using_prompt(prompt_key):
+        stream = model.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, UsageEvent):
+                    usage = event.usage
+                elif isinstance(event, ErrorEvent):
+                    break
+                elif isinstance(event, TokenEvent):
+                    raw.append(event.text)
+                    text = _partial_answer("".join(raw))
+                    if len(text) > sent:
+                        yield text[sent:]
+                        sent = len(text)
+        finally:
+            await _aclose(stream)
+    try:
+        out = QAOutput.model_validate_json("".join(raw))
+    except ValidationError:
+        answer_, retry_usage = await llm_answer(question, context, model, config)
+        answer_.flags.append("the streamed output was not valid; answered again")
+        outcome.append((answer_, retry_usage))
+        return
+    outcome.append((_to_answer(out, chunks), usage))
+
+
+def _partial_answer(raw: str) -> str:
+    """The `answer` string of a JSON object that may still be incomplete."""
+    try:
+        value = from_json(raw, allow_partial="trailing-strings")
+    except ValueError:
+        return ""
+    found = value.get("answer") if isinstance(value, dict) else None
+    return found if isinstance(found, str) else ""
+
+
+async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -10,8 +10,12 @@ from pathlib import Path
 from tether.errors import ConfigError
 from tether.models.cached import CachedEmbedder
 from tether.models.embedder import Embedder
+from tether.models.extractive import ExtractiveOptions
 from tether.observability.tracing import TracingConfig, setup_tracing, shutdown_tracing
-from tether.settings import Settings
+from tether.rag import AnswerConfig
+from tether.retrieval.pack import PackOptions
+from tether.retrieval.retrieve import RetrievalConfig
+from tether.settings import Settings, feature_prompt
 from tether.store.protocol import Scope, Store, open_store
 
 
@@ -59,6 +63,27 @@ def build_embedder(settings: Settings) -> Embedder:
     if settings.embed_cache.lower() == "off":
         return inner
     return CachedEmbedder(inner, settings.embed_cache)
+
+
+def answer_config(
+    settings: Settings, k: int | None = None, *, feature: str = "ask"
+) -> AnswerConfig:
+    """What `answer()` runs with, from the settings and the feature's prompt pin."""
+    return AnswerConfig(
+        prompt_version=feature_prompt(settings, feature, "qa.answer"),
+        k=k or settings.top_k,
+        max_question_chars=settings.max_question_chars,
+        retrieval=RetrievalConfig(
+            candidates=settings.candidates,
+            fusion=settings.fusion,
+            rrf_k=settings.rrf_k,
+            dense_weight=settings.dense_weight,
+        ),
+        packing=PackOptions(
+            max_tokens=settings.context_tokens, per_source_cap=settings.per_source_cap
+        ),
+        extractive=ExtractiveOptions(decline_threshold=settings.decline_threshold),
+    )
 
 
 def tracing_config(settings: Settings) -> TracingConfig | None:

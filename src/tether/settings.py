@@ -164,6 +164,26 @@ class Settings(BaseSettings):
         )
     )
 
+    #: `tether serve`: API keys (hashed), persisted streamed answers, and the models the
+    #: OpenAI-compatible gateway passes through, by the name clients send, e.g.
+    #: `[gateway_models] "gpt-4.1-mini" = "openai:gpt-4.1-mini"`. `tether-rag` is built in.
+    keys_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "keys.db")
+    )
+    answers_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "answers.db")
+    )
+    gateway_models: dict[str, str] = Field(default_factory=dict)
+    #: Rate limit a new key gets unless `tether keys create --rps` says otherwise.
+    key_rps: float = Field(default=10.0, ge=0)
+    key_burst: int = Field(default=20, ge=1)
+    #: Largest JSON request body, and largest upload.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: Seconds a parser subprocess may run on one upload, and its address-space limit.
+    parse_seconds: float = Field(default=30.0, gt=0)
+    parse_memory_mb: int = Field(default=1024, ge=64)
+
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     chunk_max_chars: int = Field(default=1200, ge=200)
     chunk_overlap_chars: int = Field(default=150, ge=0)

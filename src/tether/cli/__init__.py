@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from tether.cli import ask, cache, db, demo, evaluate, ingest, migrate, traces, usage
+from tether.cli import ask, cache, db, demo, evaluate, ingest, migrate, serve, traces, usage
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.command("ask")(ask.ask_command)
 app.command("demo")(demo.demo_command)
 app.command("usage")(usage.usage_command)
 app.command("migrate")(migrate.migrate_command)
+app.command("serve")(serve.serve_command)
+app.add_typer(serve.keys_app, name="keys")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(cache.app, name="cache")
 app.add_typer(db.app, name="db")

@@ -14,41 +14,17 @@ from tether import prompts
 from tether.cli import render
 from tether.ledger import Ledger
 from tether.models.budget import calling_as
-from tether.models.extractive import ExtractiveOptions
 from tether.models.registry import CacheConfig, open_chat_model
-from tether.rag import AnswerConfig, AnswerResult, answer
-from tether.retrieval.pack import PackOptions
-from tether.retrieval.retrieve import RetrievalConfig
-from tether.runtime import open_runtime
+from tether.rag import AnswerResult, answer
+from tether.runtime import answer_config, open_runtime
 from tether.settings import (
     Settings,
     budget_limits,
     feature_model,
-    feature_prompt,
     load_settings,
     model_api_key,
 )
 from tether.store.filters import parse_filter
-
-
-def answer_config(
-    settings: Settings, k: int | None = None, *, feature: str = "ask"
-) -> AnswerConfig:
-    return AnswerConfig(
-        prompt_version=feature_prompt(settings, feature, "qa.answer"),
-        k=k or settings.top_k,
-        max_question_chars=settings.max_question_chars,
-        retrieval=RetrievalConfig(
-            candidates=settings.candidates,
-            fusion=settings.fusion,
-            rrf_k=settings.rrf_k,
-            dense_weight=settings.dense_weight,
-        ),
-        packing=PackOptions(
-            max_tokens=settings.context_tokens, per_source_cap=settings.per_source_cap
-        ),
-        extractive=ExtractiveOptions(decline_threshold=settings.decline_threshold),
-    )
 
 
 async def run_ask(

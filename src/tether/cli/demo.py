@@ -12,11 +12,10 @@ import typer
 from rich.console import Console
 
 from tether.cli import render
-from tether.cli.ask import answer_config
 from tether.cli.ingest import run_ingest
 from tether.errors import ConfigError
 from tether.rag import answer
-from tether.runtime import open_runtime
+from tether.runtime import answer_config, open_runtime
 from tether.settings import load_settings
 
 QUESTIONS = (

@@ -16,7 +16,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tether import prompts
-from tether.cli.ask import answer_config
 from tether.evals.beir import load_corpus, load_qrels, load_queries
 from tether.evals.datasets import load_clapnq
 from tether.evals.redaction import evaluate_redaction, load_pii_cases
@@ -26,7 +25,7 @@ from tether.evals.runner import index_passages, run_answers
 from tether.models.registry import open_chat_model
 from tether.retrieval.fusion import FusionMethod
 from tether.retrieval.retrieve import RetrievalConfig
-from tether.runtime import open_runtime
+from tether.runtime import answer_config, open_runtime
 from tether.settings import Settings, feature_model, load_settings, model_api_key
 
 app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)

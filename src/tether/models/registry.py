@@ -65,22 +65,18 @@ def compose(
     return TracedChatModel(model, hooks)
 
 
+@dataclass(frozen=True)
+class Provider:
+    """A provider before the wrappers: the service composes one stack per tenant over it."""
+
+    model: ChatModel
+    counter: TokenCounter | None = None
+
+
 @asynccontextmanager
-async def open_chat_model(
-    spec: str,
-    *,
-    api_key: str | None = None,
-    retry: RetryPolicy = RetryPolicy(),
-    ledger: Ledger | None = None,
-    limits: Sequence[Limit] = (),
-    cache: CacheConfig | None = None,
-) -> AsyncIterator[ChatModel | None]:
-    """The model a spec names (None for the extractive answerer), closed on exit."""
-    spec = spec.strip()
-    if spec in ("", "extractive"):
-        yield None
-        return
-    kind, _, rest = spec.partition(":")
+async def open_provider(spec: str, *, api_key: str | None = None) -> AsyncIterator[Provider]:
+    """The raw provider a (non-extractive) spec names, closed on exit."""
+    kind, _, rest = spec.strip().partition(":")
     provider: OpenAICompatibleChat | AnthropicChat | FakeChatModel
     if kind == "openai":
         if not rest:
@@ -103,15 +99,13 @@ async def open_chat_model(
         provider = OpenAICompatibleChat(server.base_url, path.stem, name=f"local:{path.name}")
         counter = ServerTokenCounter(server.base_url)
         try:
-            yield compose(
-                provider, retry=retry, ledger=ledger, limits=limits, cache=cache, counter=counter
-            )
+            yield Provider(provider, counter)
         finally:
             counter.close()
             await provider.aclose()
             await asyncio.to_thread(server.stop)
         return
-    elif kind == "fake" or spec == "fake":
+    elif kind == "fake" or spec.strip() == "fake":
         provider = FakeChatModel(responder=grounded_reply)  # offline, deterministic
     elif kind == "anthropic":
         if not rest:
@@ -127,7 +121,32 @@ async def open_chat_model(
             "openai-compat:<url>#<model> or local:<file.gguf>"
         )
     try:
-        yield compose(provider, retry=retry, ledger=ledger, limits=limits, cache=cache)
+        yield Provider(provider)
     finally:
         if not isinstance(provider, FakeChatModel):
             await provider.aclose()
+
+
+@asynccontextmanager
+async def open_chat_model(
+    spec: str,
+    *,
+    api_key: str | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    ledger: Ledger | None = None,
+    limits: Sequence[Limit] = (),
+    cache: CacheConfig | None = None,
+) -> AsyncIterator[ChatModel | None]:
+    """The model a spec names (None for the extractive answerer), closed on exit."""
+    if spec.strip() in ("", "extractive"):
+        yield None
+        return
+    async with open_provider(spec, api_key=api_key) as provider:
+        yield compose(
+            provider.model,
+            retry=retry,
+            ledger=ledger,
+            limits=limits,
+            cache=cache,
+            counter=provider.counter,
+        )

@@ -1,0 +1,26 @@
+"""JSON shapes shared by the routes: a citation with what a reader needs to check it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.types import Chunk, Citation
+
+SNIPPET_CHARS = 280
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def citation_payload(citation: Citation, chunks: dict[str, Chunk]) -> dict[str, Any]:
+    chunk = chunks.get(citation.chunk_id)
+    return {
+        "chunk_id": citation.chunk_id,
+        "source_id": citation.source_id,
+        "title": citation.title,
+        "section": citation.section,
+        "page": citation.page,
+        "snippet": snippet(citation.quote or (chunk.text if chunk else "")),
+    }
