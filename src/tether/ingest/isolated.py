@@ -23,6 +23,7 @@ import resource
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,6 +154,10 @@ def _child(argv: list[str]) -> int:
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Library log lines and warnings per malformed object could fill the parent's memory
+    # through the stderr pipe; only a crash's traceback is worth sending.
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
     cpu_seconds, memory_bytes = int(argv[0]), int(argv[1])
 
     from tether.ingest import formats

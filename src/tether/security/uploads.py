@@ -8,9 +8,11 @@ disarmed in place (PDF); only extracted text is ever stored, so this is defence 
 for anyone who later renders that text or keeps the bytes.
 
 Everything here is linear in the upload size and bounded by `UploadLimits`: no PDF
-library and no unbounded decompression run in the calling process. The parser itself
-runs in a child process (`tether.ingest.isolated`). `scan_upload` is CPU-bound and
-synchronous; an async caller runs it in a worker thread.
+library and no unbounded decompression run in the calling process. The exception is
+HTML, which lexbor parses here to sanitize it (fast C, but memory is roughly 20 times
+the page size, so bound concurrent uploads). The parser proper runs in a child process
+(`tether.ingest.isolated`). `scan_upload` is CPU-bound and synchronous; an async caller
+runs it in a worker thread.
 
 What is not caught, knowingly:
 - PDF names hidden in object streams that use a filter other than a single FlateDecode
@@ -472,16 +474,12 @@ def _sanitize_html(text: str, stripped: set[str]) -> str:
 
 def _strip_html(tree: LexborHTMLParser) -> set[str]:
     found: set[str] = set()
-    doomed = tree.css(_HTML_DROP_SELECTOR)
-    doomed_ids = {node.mem_id for node in doomed}
-    for node in doomed:
-        found.add(_HTML_DROP[node.tag or ""])
-        # Destroying an ancestor frees its descendants; touching them afterwards would crash.
-        parent = node.parent
-        while parent is not None and parent.mem_id not in doomed_ids:
-            parent = parent.parent
-        if parent is None:
-            node.decompose()
+    # Selector results come in document order, so reversed a descendant always goes
+    # before its ancestor: destroying the ancestor first would free nodes still listed.
+    for node in reversed(tree.css(_HTML_DROP_SELECTOR)):
+        tag = node.tag or ""
+        found.add(_HTML_DROP.get(tag, f"html_{tag}"))
+        node.decompose()
     for node in tree.css("meta[http-equiv]"):
         if (node.attributes.get("http-equiv") or "").strip().lower() == "refresh":
             found.add("html_meta_refresh")

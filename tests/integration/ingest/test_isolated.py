@@ -16,6 +16,7 @@ from tether.ingest.isolated import parse_isolated
 from tether.security.uploads import ScannedUpload, UploadLimits, scan_upload
 
 OPTIONS = ChunkOptions()
+DEFAULT = UploadLimits()
 
 
 def make_pdf(text: str) -> bytes:
@@ -27,7 +28,7 @@ def make_pdf(text: str) -> bytes:
     return bytes(document.output())
 
 
-async def parse(name: str, data: bytes, limits: UploadLimits = UploadLimits()) -> ParsedDocument:
+async def parse(name: str, data: bytes, limits: UploadLimits = DEFAULT) -> ParsedDocument:
     return await parse_isolated(scan_upload(name, data, limits), OPTIONS, limits)
 
 
@@ -58,7 +59,7 @@ def children() -> set[int]:
 async def test_markdown_parses_in_a_child() -> None:
     document = await parse("notes.md", b"# Install\n\nRun the installer, then restart.\n")
     assert [(d.section, d.text) for d in document.drafts] == [
-        ("Install", "Run the installer, then restart.")
+        ("Install", "Install\nRun the installer, then restart.")
     ]
 
 

@@ -87,6 +87,7 @@ def test_disconnect_closes_the_upstream_within_100ms_and_keeps_the_partial_answe
         time.sleep(0.1)
     assert shown.code == 0, shown.err
     spans = {s["name"]: s for s in json.loads(shown.out)}
-    assert spans["tether.answer"]["status"] == "ERROR"
+    assert spans["tether.answer"]["status"] == "error"
+    assert spans["tether.answer"]["attributes"]["tether.cancelled"] is True
     assert "tether.retrieve" in spans
     print(f"upstream closed {delay * 1000:.1f} ms after the client hung up")

@@ -24,6 +24,7 @@ from tether.ingest import formats
 from tether.ingest.drafts import ChunkOptions
 from tether.security.uploads import ScannedUpload, UploadLimits, display_name, scan_upload
 
+DEFAULT = UploadLimits()
 MD = b"# Release notes\n\nThe exporter now writes Parquet.\n"
 
 
@@ -44,7 +45,7 @@ def edit_pdf(data: bytes, edit: Callable[[PdfWriter], object]) -> bytes:
     return out.getvalue()
 
 
-def refused(name: str, data: bytes, limits: UploadLimits = UploadLimits()) -> UploadRejected:
+def refused(name: str, data: bytes, limits: UploadLimits = DEFAULT) -> UploadRejected:
     with pytest.raises(UploadRejected) as caught:
         scan_upload(name, data, limits)
     return caught.value
@@ -213,7 +214,9 @@ def test_text_that_starts_like_a_signature_is_still_text(opening: bytes) -> None
 
 
 def test_latin1_text_is_refused_with_an_encoding_hint() -> None:
-    error = refused("notes.txt", "Caf\u00e9 au lait, cr\u00e8me br\u00fbl\u00e9e.\n".encode("latin-1"))
+    error = refused(
+        "notes.txt", "Caf\u00e9 au lait, cr\u00e8me br\u00fbl\u00e9e.\n".encode("latin-1")
+    )
     assert error.code == "unsupported_type"
     assert "UTF-8" in str(error)
 
