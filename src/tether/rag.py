@@ -26,13 +26,13 @@ from tether.models.chat import (
     TokenEvent,
     UsageEvent,
 )
-from tether.models.embedder import Embedder
+from tether.models.embedder import Embedder, Vectors
 from tether.models.extractive import DECLINE_TEXT, ExtractiveOptions, extractive_answer
 from tether.observability.tracing import capture_content, trace_id_of, tracer, using_prompt
 from tether.prompts.qa_answer_v1 import QAInputs, QAOutput, Source
 from tether.retrieval.pack import PackOptions, pack
 from tether.retrieval.rerank import Reranker
-from tether.retrieval.retrieve import RetrievalConfig, retrieve
+from tether.retrieval.retrieve import RetrievalConfig, embed_query, search_vector
 from tether.store.filters import Filter
 from tether.store.protocol import Scope, Store
 from tether.structured import generate, strict_schema
@@ -93,14 +93,17 @@ async def answer(
     root_attributes = _root_attributes(text, scope, model)
     with tracer().start_as_current_span("tether.answer", attributes=root_attributes) as root:
         t0 = time.perf_counter()
-        retrieved, context, timings = await _retrieve_and_pack(
+        stage = await _retrieve_and_pack(
             text, store, embedder, scope, filters, config, reranker, counter
         )
+        retrieved, context, timings = stage.retrieved, stage.context, stage.timings
         t2 = time.perf_counter()
         usage: Usage | None = None
         if model is None:
             with tracer().start_as_current_span("tether.extractive"):
-                result = await extractive_answer(text, context, embedder, config.extractive)
+                result = await extractive_answer(
+                    text, context, embedder, config.extractive, question_vector=stage.vector
+                )
         else:
             result, usage = await llm_answer(text, context, model, config)
         _check_citations(result, context)
@@ -135,6 +138,15 @@ def _timings(stages: dict[str, float], t0: float, t2: float) -> dict[str, float]
     return {**stages, "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
 
 
+@dataclass(frozen=True)
+class Stage:
+    retrieved: list[ScoredChunk]
+    context: list[ScoredChunk]
+    #: The question's embedding, reused by the extractive answerer.
+    vector: Vectors | None
+    timings: dict[str, float]
+
+
 async def _retrieve_and_pack(
     text: str,
     store: Store,
@@ -144,13 +156,14 @@ async def _retrieve_and_pack(
     config: AnswerConfig,
     reranker: Reranker | None,
     counter: TokenCounter | None,
-) -> tuple[list[ScoredChunk], list[ScoredChunk], dict[str, float]]:
+) -> Stage:
     t0 = time.perf_counter()
     with tracer().start_as_current_span("tether.retrieve") as span:
-        retrieved = await retrieve(
+        vector = await embed_query(embedder, text, config.retrieval)
+        retrieved = await search_vector(
             store,
-            embedder,
             text,
+            vector,
             scope=scope,
             filters=filters,
             k=config.k,
@@ -176,7 +189,9 @@ async def _retrieve_and_pack(
             }
         )
     t2 = time.perf_counter()
-    return retrieved, context, {"retrieve": (t1 - t0) * 1000, "pack": (t2 - t1) * 1000}
+    return Stage(
+        retrieved, context, vector, {"retrieve": (t1 - t0) * 1000, "pack": (t2 - t1) * 1000}
+    )
 
 
 def _check_citations(result: Answer, context: list[ScoredChunk]) -> None:
@@ -240,15 +255,18 @@ async def stream_answer(
     ) as root:
         try:
             t0 = time.perf_counter()
-            retrieved, context, timings = await _retrieve_and_pack(
+            stage = await _retrieve_and_pack(
                 text, store, embedder, scope, filters, config, reranker, counter
             )
+            retrieved, context, timings = stage.retrieved, stage.context, stage.timings
             yield Retrieved(retrieved, context, trace_id_of(root))
             t2 = time.perf_counter()
             usage: Usage | None = None
             if model is None:
                 with tracer().start_as_current_span("tether.extractive"):
-                    result = await extractive_answer(text, context, embedder, config.extractive)
+                    result = await extractive_answer(
+                        text, context, embedder, config.extractive, question_vector=stage.vector
+                    )
                 for piece in _WORD.findall(result.summary):
                     yield AnswerToken(piece)
             else:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tether.server.keys import ROLES, KeyStore, Role
+from tether.server.keys import ROLES, KeyStore
 from tether.settings import load_settings
 
 keys_app = typer.Typer(help="API keys for `tether serve` (stored hashed).", no_args_is_help=True)
@@ -81,7 +81,7 @@ def create(
     try:
         _, secret = store.create(
             tenant,
-            cast(Role, role),  # checked against ROLES above
+            role,  # narrowed to Role by the check above
             name=name,
             principals=tuple(principal or ("*",)),
             rps=settings.key_rps if rps is None else rps,

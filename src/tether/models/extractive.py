@@ -14,7 +14,7 @@ import numpy as np
 
 from tether.ingest.formats.textsplit import split_sentences
 from tether.lexical import query_terms
-from tether.models.embedder import Embedder
+from tether.models.embedder import Embedder, Vectors
 from tether.types import Answer, Citation, ScoredChunk
 
 DECLINE_TEXT = "The sources do not answer this."
@@ -100,7 +100,11 @@ async def extractive_answer(
     context: Sequence[ScoredChunk],
     embedder: Embedder,
     options: ExtractiveOptions = ExtractiveOptions(),
+    *,
+    question_vector: Vectors | None = None,
 ) -> Answer:
+    """`question_vector`, when the caller already embedded the question (retrieval
+    did), saves embedding it again: the one text here the cache rarely holds."""
     candidates = [
         _Candidate(item, sentence, order)
         for order, item in enumerate(context)
@@ -108,8 +112,11 @@ async def extractive_answer(
     ][: options.max_candidates]
     if not candidates:
         return Answer(summary=DECLINE_TEXT, confidence=0.0, declined=True)
-    vectors = await embedder.embed([question, *[c.text for c in candidates]], kind="document")
-    semantic = vectors[1:] @ vectors[0]
+    if question_vector is None:
+        vectors = await embedder.embed([question, *[c.text for c in candidates]], kind="document")
+        semantic = vectors[1:] @ vectors[0]
+    else:
+        semantic = await embedder.embed([c.text for c in candidates]) @ question_vector
     stems = {_stem(w) for w in query_terms(question)}
     weight = options.semantic_weight
     scores = np.array(

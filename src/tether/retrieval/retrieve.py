@@ -84,6 +84,17 @@ async def _none() -> list[tuple[str, float]]:
     return []
 
 
+async def embed_query(embedder: Embedder, query: str, config: RetrievalConfig) -> Vectors | None:
+    """The query's vector, or None when the mode searches keywords alone."""
+    if config.mode == "bm25":
+        return None
+    with tracer().start_as_current_span(
+        "tether.embed", attributes={"tether.embed.model": embedder.model_id}
+    ):
+        vector: Vectors = (await embedder.embed([query], kind="query"))[0]
+        return vector
+
+
 async def retrieve(
     store: Store,
     embedder: Embedder,
@@ -96,12 +107,7 @@ async def retrieve(
     reranker: Reranker | None = None,
 ) -> list[ScoredChunk]:
     """Hybrid search: BM25 and dense candidates inside the scope, fused, top k."""
-    vector = None
-    if config.mode != "bm25":
-        with tracer().start_as_current_span(
-            "tether.embed", attributes={"tether.embed.model": embedder.model_id}
-        ):
-            vector = (await embedder.embed([query], kind="query"))[0]
+    vector = await embed_query(embedder, query, config)
     return await search_vector(
         store, query, vector, scope=scope, filters=filters, k=k, config=config, reranker=reranker
     )

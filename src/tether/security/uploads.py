@@ -2,7 +2,8 @@
 
 The type of an upload is decided by its content; the file name only chooses among the
 text formats, because text has no magic bytes to go by. Everything that is not a PDF or
-UTF-8 (or BOM-marked UTF-16/32) text is refused with a message naming what was found.
+text (UTF-8, BOM-marked UTF-16/32, or HTML in its declared charset) is refused with a
+message naming what was found; text reaches the parser re-encoded as UTF-8.
 Active content is removed from what the parser gets (HTML, Markdown, plain text) or
 disarmed in place (PDF); only extracted text is ever stored, so this is defence in depth
 for anyone who later renders that text or keeps the bytes.
@@ -25,6 +26,8 @@ What is not caught, knowingly:
   oddities beyond script elements and URL attributes, and script-like text inside code,
   CSV and JSONL uploads are left alone: those are indexed as text, and whatever shows
   them must escape them.
+- Inside a PDF only a ZIP end record (last 64 KiB) and whatever follows the last %%EOF
+  are checked for a second format; a payload tucked into a stream object is not.
 - A PDF name such as `/Launch` written inside a literal string is treated like a real
   name: a rare false refusal, never a miss.
 """
@@ -86,7 +89,8 @@ def scan_upload(name: str, data: bytes, limits: UploadLimits = UploadLimits()) -
     """Decide what an upload is from its content and make it safe to parse.
 
     Raises UploadRejected with code empty, too_large, unsupported_type, archive_bomb,
-    polyglot, executable or active_content; the message is meant for the end user.
+    polyglot, executable or active_content, or parse_failed for HTML nested too deeply
+    to parse safely in this process; the message is meant for the end user.
     """
     shown = display_name(name)
     if not data:
@@ -167,6 +171,7 @@ def _screen(
             "unsupported_type", "the file is named like a PDF but its content is not a PDF"
         )
     if fmt == "html":
+        _reject_deep_html(text)
         # The BOM makes the parser decode our UTF-8 as UTF-8 whatever <meta charset> says.
         return fmt, _UTF8_BOM + _sanitize_html(text, stripped).encode("utf-8")
     if fmt in ("markdown", "text"):
@@ -457,6 +462,64 @@ _URL_NOISE = re.compile(r"[\x00-\x20]+")
 # Re-parsing sanitized markup can surface markup the first parse saw as text (mutation
 # XSS); sanitize until a pass finds nothing, or give up.
 _HTML_PASSES = 4
+
+
+# Browsers cap the tree at 512 levels too (Blink flattens below that).
+_HTML_MAX_DEPTH = 512
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][^\s/<>]*)([^<>]*)>?|<!--")
+_HTML_VOID = frozenset(
+    {
+        "area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "image",
+        "img", "input", "keygen", "link", "meta", "param", "source", "track", "wbr",
+    }
+)  # fmt: skip
+# Closed implicitly by their next sibling, so an unclosed run of them is not nesting.
+_HTML_IMPLIED_END = frozenset(
+    {
+        "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rb", "rt", "rp",
+        "rtc", "tbody", "thead", "tfoot", "colgroup", "caption", "html", "head", "body",
+    }
+)  # fmt: skip
+_HTML_RAW_TEXT = frozenset(
+    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"}
+)
+
+
+def _reject_deep_html(text: str) -> None:
+    """Refuse absurd nesting before lexbor sees it.
+
+    Lexbor checks the open-element stack for each block start tag, so its time grows with
+    the count of such tags times the nesting depth: 50,000 nested <div>s take seconds,
+    in this process. Counting depth is linear, approximate and errs towards deeper.
+    """
+    depth = 0
+    skip_to = 0
+    for match in _HTML_TAG.finditer(text):
+        if match.start() < skip_to:
+            continue
+        if match.group(0) == "<!--":
+            end = text.find("-->", match.end())
+            skip_to = len(text) if end < 0 else end + 3
+            continue
+        closing, tag, rest = match.group(1), match.group(2).lower(), match.group(3)
+        if tag in _HTML_VOID or tag in _HTML_IMPLIED_END:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+            continue
+        if tag in _HTML_RAW_TEXT:
+            close = re.compile(rf"</{re.escape(tag)}", re.I).search(text, match.end())
+            skip_to = len(text) if close is None else close.end()
+            continue
+        if rest.endswith("/"):
+            continue  # self-closing in SVG and MathML
+        depth += 1
+        if depth > _HTML_MAX_DEPTH:
+            raise UploadRejected(
+                "parse_failed",
+                f"the HTML nests elements more than {_HTML_MAX_DEPTH} levels deep; "
+                "it cannot be read safely",
+            )
 
 
 def _sanitize_html(text: str, stripped: set[str]) -> str:

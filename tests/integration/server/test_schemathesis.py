@@ -4,10 +4,10 @@ not, no request gets a 5xx, and every 4xx has a JSON error body."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest

@@ -335,7 +335,7 @@ HOSTILE_HTML = b"""<!doctype html><html><head><title>Caf\xe9 menu</title>
 <img src=x OnError="steal('SENTINEL_ONERROR')">
 <a href="&#106;ava&#x09;script:steal('SENTINEL_HREF')">menu</a>
 <iframe srcdoc="<script>steal('SENTINEL_SRCDOC')</script>"></iframe>
-<object data="x.swf"><embed src="SENTINEL_EMBED.swf"></object>
+<applet code="A"><object data="x.swf"><embed src="SENTINEL_EMBED.swf"></object></applet>
 <template><script>steal('SENTINEL_TEMPLATE')</script></template>
 <svg><script>steal('SENTINEL_SVG')</script></svg>
 <p>Closed on Mondays.</p></body></html>"""
@@ -369,6 +369,17 @@ def test_clean_html_reports_nothing_stripped() -> None:
     upload = scan_upload("menu.html", page)
     assert upload.stripped == []
     assert "Tea list." in parsed_text(upload)
+
+
+def test_absurdly_nested_html_is_refused_before_parsing() -> None:
+    page = b"<html><body>" + b"<div>" * 600 + b"deep" + b"</div>" * 600 + b"</body></html>"
+    error = refused("deep.html", page)
+    assert error.code == "parse_failed"
+    assert "512 levels" in str(error)
+    # Depth is what counts, not the number of elements or unclosed auto-closing ones.
+    wide = b"<ul>" + b"<li><div><p>item</div>" * 5000 + b"</ul>"
+    assert scan_upload("wide.html", wide).format == "html"
+    assert scan_upload("ok.html", b"<div>" * 400 + b"fine").format == "html"
 
 
 HOSTILE_MD = b"""# Setup
