@@ -255,17 +255,22 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
 
 
-def machine_cpu_seconds() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+def machine_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of the whole machine so far, all cores (/proc/stat): time in processes
+    (user + nice + system), in interrupts (irq + softirq: loopback traffic lands there,
+    attributed to no process) and stolen by the hypervisor."""
     try:
         with open("/proc/stat") as stat:
             fields = [int(x) for x in stat.readline().split()[1:]]
     except (OSError, ValueError):
-        return 0.0, 0.0
+        return {}
+    fields += [0] * (8 - len(fields))
     # user nice system idle iowait irq softirq steal ...
-    busy = sum(fields[:3]) + sum(fields[5:7])
-    steal = fields[7] if len(fields) > 7 else 0
-    return busy / CLOCK_TICKS, steal / CLOCK_TICKS
+    return {
+        "machine_busy": sum(fields[:3]) / CLOCK_TICKS,
+        "machine_irq": (fields[5] + fields[6]) / CLOCK_TICKS,
+        "machine_steal": fields[7] / CLOCK_TICKS,
+    }
 
 
 async def run(
@@ -285,6 +290,7 @@ async def run(
     measure_until = measure_from + seconds
     window: dict[str, float] = {}
     cpu_before: dict[str, float] = {}
+    machine_before: dict[str, float] = {}
     measuring = asyncio.Event()
     opened = [0]  # connections opened: `concurrency` unless the server drops keep-alive
 
@@ -296,7 +302,7 @@ async def run(
     async def start_window() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         cpu_before.update(cpu_snapshot(cpu_pids))
-        window["machine_busy"], window["machine_steal"] = machine_cpu_seconds()
+        machine_before.update(machine_cpu_seconds())
         window["process_cpu"] = time.process_time()
         measuring.set()
 
@@ -346,7 +352,7 @@ async def run(
     await window_task
     ended = min(time.perf_counter(), measure_until)
     cpu_after = cpu_snapshot(cpu_pids)
-    machine_busy, machine_steal = machine_cpu_seconds()
+    machine_after = machine_cpu_seconds()
     elapsed = ended - measure_from
     loadgen_cpu = time.process_time() - window.get("process_cpu", time.process_time())
     count = len(recorder.latencies)
@@ -372,8 +378,10 @@ async def run(
             **{name: round(cpu_after[name] - cpu_before.get(name, 0.0), 3) for name in cpu_pids},
             # The whole machine (every process, all cores) over the same window: what the
             # processes above do not account for is someone else's load, i.e. noise.
-            "machine_busy": round(machine_busy - window.get("machine_busy", machine_busy), 3),
-            "machine_steal": round(machine_steal - window.get("machine_steal", machine_steal), 3),
+            **{
+                name: round(value - machine_before.get(name, value), 3)
+                for name, value in machine_after.items()
+            },
         },
     }
 

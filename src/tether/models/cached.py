@@ -6,21 +6,25 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from tether.models.embedder import Embedder, TextKind, Vectors
 
 _BATCH = 500
+#: Recent query vectors kept in memory (384 floats each: 4,096 of them take 6 MB).
+QUERY_MEMORY = 4096
 
 
 class CachedEmbedder:
     """Returns cached rows for texts seen before and embeds only the rest.
 
-    Query embeddings bypass the cache: they are single, cheap and rarely repeated, and a
-    cache lookup would cost as much as the model call it saves.
+    Query embeddings bypass the SQLite file (a lookup would cost as much as the model call
+    it saves); the most recent ones are remembered in memory instead.
     """
 
     def __init__(self, inner: Embedder, path: str | Path) -> None:
@@ -38,6 +42,7 @@ class CachedEmbedder:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self._queries: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
 
     @property
     def model_id(self) -> str:
@@ -71,7 +76,7 @@ class CachedEmbedder:
 
     async def embed(self, texts: Sequence[str], *, kind: TextKind = "document") -> Vectors:
         if kind == "query":
-            return await self._inner.embed(texts, kind=kind)
+            return await self._embed_queries(texts)
         keys = [self._key(t) for t in texts]
         found = await asyncio.to_thread(self._lookup, keys)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -93,6 +98,22 @@ class CachedEmbedder:
                 [(k, v.astype(np.float32).tobytes()) for k, v in zip(missing, fresh, strict=True)],
             )
         return out
+
+    async def _embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Queries skip SQLite (a lookup costs about what embedding one does) but a
+        question asked again — the common case for a service — is a dict lookup."""
+        if len(texts) != 1:
+            return await self._inner.embed(texts, kind="query")
+        text = texts[0]
+        vector = self._queries.get(text)
+        if vector is not None:
+            self._queries.move_to_end(text)
+            return vector[None, :]
+        fresh = await self._inner.embed(texts, kind="query")
+        self._queries[text] = fresh[0]
+        if len(self._queries) > QUERY_MEMORY:
+            self._queries.popitem(last=False)
+        return fresh
 
     def close(self) -> None:
         with self._lock:

@@ -57,6 +57,10 @@ def test_no_server_errors_and_json_error_bodies(server: Server, admin_key: str) 
             "7",
             "--request-timeout",
             "30",
+            # Path parameters with `:path` converters make hypothesis discard many
+            # candidates; that is the generator's limit, not a finding about the API.
+            "--suppress-health-check",
+            "filter_too_much",
         ],
         env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.st_hooks"},
         cwd=REPO,
@@ -67,3 +71,4 @@ def test_no_server_errors_and_json_error_bodies(server: Server, admin_key: str) 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     # It really exercised the API: every documented operation was tested.
     assert "/v1/chat/completions" in run.stdout and "/v1/documents" in run.stdout
+    assert "Tested: 13" in run.stdout, run.stdout[-3000:]

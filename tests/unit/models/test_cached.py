@@ -151,3 +151,26 @@ async def test_many_texts_cross_the_lookup_batch(
     assert inner.calls == 1
     assert cached.hits == 1200
     np.testing.assert_array_equal(first, second)
+
+
+async def test_a_repeated_single_query_is_answered_from_memory(
+    cached: CachedEmbedder, inner: HashEmbedder
+) -> None:
+    first = await cached.embed(["what is tether?"], kind="query")
+    again = await cached.embed(["what is tether?"], kind="query")
+    np.testing.assert_array_equal(first, again)
+    assert inner.calls == 1
+    await cached.embed(["something else"], kind="query")
+    assert inner.calls == 2
+
+
+async def test_query_memory_is_bounded(
+    cached: CachedEmbedder, inner: HashEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tether.models.cached.QUERY_MEMORY", 2)
+    for text in ("a", "b", "c"):
+        await cached.embed([text], kind="query")
+    await cached.embed(["a"], kind="query")  # evicted: embedded again
+    assert inner.calls == 4
+    await cached.embed(["c"], kind="query")  # still remembered
+    assert inner.calls == 4
