@@ -3,8 +3,11 @@ and the mapping of transport failures to typed errors."""
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -51,3 +54,27 @@ def transport_error(exc: httpx.HTTPError, secrets: list[str]) -> ProviderError:
     if isinstance(exc, httpx.TimeoutException):
         return Timeout(f"{type(exc).__name__}: {text}")
     return ProviderUnavailable(f"{type(exc).__name__}: {text}")
+
+
+_UPSTREAM: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "tether_upstream_ms", default=None
+)
+
+
+@contextmanager
+def timing_upstream() -> Iterator[list[float]]:
+    """Milliseconds spent on the wire to providers inside the block (request sent to last
+    byte read, summed over attempts), in `[0]` — what a gateway reports as the model's
+    share of its latency (Server-Timing `model`)."""
+    spent = [0.0]
+    token = _UPSTREAM.set(spent)
+    try:
+        yield spent
+    finally:
+        _UPSTREAM.reset(token)
+
+
+def add_upstream(ms: float) -> None:
+    spent = _UPSTREAM.get()
+    if spent is not None:
+        spent[0] += ms

@@ -23,6 +23,7 @@ from tether.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from tether.models.aiohttp_transport import AiohttpTransport
 from tether.models.chat import (
     ChatRequest,
     ChatResponse,
@@ -134,7 +135,7 @@ class OpenAICompatibleChat:
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
             timeout=timeout,
-            transport=transport,
+            transport=transport or AiohttpTransport(),
         )
         self._model = model
         self._secrets = [api_key] if api_key else []

@@ -29,7 +29,9 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class Guard:
     """Pure ASGI (a BaseHTTPMiddleware would cost ~10% throughput): request ids, body
     size limits enforced while reading (Content-Length can lie or be absent), JSON-only
-    bodies except uploads, and a Server-Timing header (app and model milliseconds)."""
+    bodies except uploads, and a Server-Timing header: `app` (ms inside tether, from the
+    request's arrival to its response headers) and, for gateway calls, `model` (ms on
+    the wire to the provider, summed over retries); app - model is tether's own cost."""
 
     def __init__(self, app: ASGIApp, *, max_json: int, max_upload: int) -> None:
         self.app = app

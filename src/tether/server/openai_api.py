@@ -32,6 +32,7 @@ from tether.models.chat import (
     ToolSpec,
     UsageEvent,
 )
+from tether.models.http import timing_upstream
 from tether.rag import answer
 from tether.server.answers import answer_events
 from tether.server.auth import Caller, reader, service_of
@@ -234,10 +235,12 @@ async def chat_completions(
                 model, chat_request, body.model, completion_id, caller, user, include_usage
             )
         )
-    started = time.perf_counter()
-    with calling_as(user=user, feature="gateway", tenant=caller.tenant, tier=caller.key.role):
+    with (
+        calling_as(user=user, feature="gateway", tenant=caller.tenant, tier=caller.key.role),
+        timing_upstream() as upstream,
+    ):
         response = await model.chat(chat_request)
-    request.state.model_ms = (time.perf_counter() - started) * 1000
+    request.state.model_ms = upstream[0]
     message: dict[str, Any] = {"role": "assistant", "content": response.text}
     if response.tool_calls:
         message["tool_calls"] = [

@@ -15,6 +15,7 @@ from tether.models.chat import ChatModel
 from tether.models.registry import CacheConfig, Provider, compose, open_provider
 from tether.observability.metrics import Metrics
 from tether.observability.tracing import TracingConfig, setup_tracing, shutdown_tracing
+from tether.pricing import default_table
 from tether.rag import AnswerConfig
 from tether.runtime import Runtime, answer_config, open_runtime, tracing_config
 from tether.server.answer_log import AnswerLog
@@ -81,6 +82,18 @@ class Service:
         return [RAG_MODEL, *self.gateway]
 
 
+def check_prices(settings: Settings, providers: dict[str, Provider | None]) -> None:
+    """Dollar budgets need a price for every model: fail at start-up, not per request."""
+    if not any(limit.usd is not None for limit in budget_limits(settings)):
+        return
+    for name, provider in providers.items():
+        if provider is not None and default_table().price(provider.model.name) is None:
+            raise ConfigError(
+                f"model {name!r} ({provider.model.name}) has no price in the price table, "
+                "and a dollar budget is set; use token budgets or a priced model"
+            )
+
+
 @asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[Service]:
     if RAG_MODEL in settings.gateway_models:
@@ -104,6 +117,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 gateway[name] = await stack.enter_async_context(
                     open_provider(target, api_key=model_api_key(settings, target))
                 )
+            check_prices(settings, {FEATURE: answer_provider, **gateway})
             needs_ledger = answer_provider is not None or bool(gateway)
             ledger = Ledger(settings.usage_db) if needs_ledger else None
             if ledger is not None:
