@@ -342,6 +342,9 @@ class Bench:
             TETHER_TRACES_DB=str(home / "traces.db"),
             TETHER_RESPONSE_CACHE=str(home / "cache.db"),
             TETHER_RESPONSE_CACHE_TTL="3600",
+            # Budgets on: every call is reserved and settled in the usage ledger. The
+            # mock upstream's model has no price, so the limit is in tokens.
+            TETHER_BUDGET_REQUEST_TOKENS="100000",
             TETHER_EMBED_CACHE="off",
         )
         tether = ["uv", "run", "tether"]

@@ -22,7 +22,9 @@ from tether.errors import FileTooLarge, IngestError, TetherError
 from tether.ingest import formats
 from tether.ingest.drafts import ChunkDraft, ChunkOptions
 from tether.ingest.ids import chunk_id, content_hash
+from tether.models.cached import CachedEmbedder
 from tether.models.embedder import Embedder
+from tether.models.extractive import prepare_sentences
 from tether.store.protocol import DocumentRecord, Store
 from tether.types import PUBLIC, Chunk
 
@@ -108,10 +110,16 @@ async def write_batch(
     embedder: Embedder,
     tenant_id: str,
     docs: Sequence[tuple[DocumentRecord, list[Chunk]]],
+    *,
+    prepare_answers: bool = False,
 ) -> int:
-    """Embed every chunk of the batch, then write it in one transaction."""
+    """Embed every chunk of the batch, then write it in one transaction. With
+    `prepare_answers` and a caching embedder, the extractive answerer's sentences are
+    embedded too (see `prepare_sentences`)."""
     texts = [embedding_input(c) for _, chunks in docs for c in chunks]
     vectors = await embedder.embed(texts, kind="document")
+    if prepare_answers and isinstance(embedder, CachedEmbedder):
+        await prepare_sentences([c for _, chunks in docs for c in chunks], embedder)
     rows = []
     offset = 0
     for record, chunks in docs:
@@ -147,6 +155,7 @@ async def ingest_paths(
     max_file_bytes: int = 50 * 1024 * 1024,
     batch_chunks: int = 256,
     on_progress: Progress | None = None,
+    prepare_answers: bool = False,
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport(tenant_id=tenant_id)
@@ -185,7 +194,11 @@ async def ingest_paths(
             return
         try:
             report.chunks_written += await write_batch(
-                store, embedder, tenant_id, [(d.record, d.chunks) for d in batch.docs]
+                store,
+                embedder,
+                tenant_id,
+                [(d.record, d.chunks) for d in batch.docs],
+                prepare_answers=prepare_answers,
             )
             report.files.extend(d.outcome for d in batch.docs)
         except TetherError as exc:

@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     parse_memory_mb: int = Field(default=1024, ge=64)
 
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    #: With the extractive answerer, embed each chunk's candidate sentences at ingest (into
+    #: the embedding cache): ingest takes about twice as long, and a question's first
+    #: answer then costs one query embedding instead of ~60 sentence embeddings.
+    prepare_answers: bool = True
     chunk_max_chars: int = Field(default=1200, ge=200)
     chunk_overlap_chars: int = Field(default=150, ge=0)
 
@@ -246,6 +250,12 @@ def model_api_key(settings: Settings, model: str | None = None) -> str | None:
         settings.anthropic_api_key if spec.startswith("anthropic:") else settings.openai_api_key
     )
     return secret.get_secret_value() if secret else None
+
+
+def prepares_answers(settings: Settings) -> bool:
+    """Whether ingest should embed the extractive answerer's sentences (see the field)."""
+    extractive = feature_model(settings, "ask").strip() in ("", "extractive")
+    return settings.prepare_answers and extractive and settings.embed_cache.lower() != "off"
 
 
 def budget_limits(settings: Settings) -> list[Limit]:

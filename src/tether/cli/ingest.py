@@ -14,7 +14,7 @@ from tether.cli import render
 from tether.indexer import IngestReport, ingest_paths
 from tether.ingest.drafts import ChunkOptions
 from tether.runtime import open_runtime
-from tether.settings import Settings, load_settings
+from tether.settings import Settings, load_settings, prepares_answers
 
 
 async def run_ingest(
@@ -51,6 +51,7 @@ async def run_ingest(
                 ),
                 max_file_bytes=settings.max_file_bytes,
                 on_progress=on_progress,
+                prepare_answers=prepares_answers(settings),
             )
 
 

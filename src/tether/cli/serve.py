@@ -38,6 +38,7 @@ def serve_command(
             http="httptools",
             access_log=False,
             timeout_graceful_shutdown=10,
+            proxy_headers=False,
         )
     else:
         # Each worker builds its own app from the same settings (flags go via the env).
@@ -56,6 +57,7 @@ def serve_command(
             http="httptools",
             access_log=False,
             timeout_graceful_shutdown=10,
+            proxy_headers=False,
         )
 
 

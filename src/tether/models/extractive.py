@@ -15,7 +15,7 @@ import numpy as np
 from tether.ingest.formats.textsplit import split_sentences
 from tether.lexical import query_terms
 from tether.models.embedder import Embedder, Vectors
-from tether.types import Answer, Citation, ScoredChunk
+from tether.types import Answer, Chunk, Citation, ScoredChunk
 
 DECLINE_TEXT = "The sources do not answer this."
 _MIN_CHARS = 25
@@ -75,17 +75,33 @@ def _units(text: str, headings: frozenset[str]) -> list[str]:
 
 
 def _sentences(item: ScoredChunk) -> list[str]:
+    return sentences_of(item.chunk)
+
+
+def sentences_of(chunk: Chunk) -> list[str]:
+    """The candidate answer sentences of a chunk, exactly as the answerer embeds them."""
     out: list[str] = []
     headings = frozenset(
-        part.strip().lower() for part in (item.chunk.title, *item.chunk.section.split(" > "))
+        part.strip().lower() for part in (chunk.title, *chunk.section.split(" > "))
     )
-    for unit in _units(item.chunk.text, headings):
+    for unit in _units(chunk.text, headings):
         for sentence in split_sentences(unit):
             sentence = sentence.strip()
             if len(sentence) < _MIN_CHARS:
                 continue
             out.append(sentence[:_MAX_CHARS])
     return out
+
+
+async def prepare_sentences(chunks: Sequence[Chunk], embedder: Embedder) -> int:
+    """Embed the chunks' candidate sentences now (at ingest), so that with a caching
+    embedder a question's first answer finds them cached: it then costs one query
+    embedding instead of up to `max_candidates` sentence embeddings (~0.4 s of CPU
+    here). Returns how many sentences were embedded."""
+    texts = list(dict.fromkeys(s for chunk in chunks for s in sentences_of(chunk)))
+    if texts:
+        await embedder.embed(texts, kind="document")
+    return len(texts)
 
 
 def _lexical(question_stems: set[str], sentence: str) -> float:

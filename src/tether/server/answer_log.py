@@ -20,7 +20,7 @@ AnswerStatus: TypeAlias = Literal["complete", "cancelled", "failed"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
-    request_id  TEXT PRIMARY KEY,
+    request_id  TEXT NOT NULL,
     tenant      TEXT NOT NULL,
     key_id      TEXT NOT NULL,
     created     REAL NOT NULL,
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS answers (
     answer      TEXT,
     retrieved   TEXT NOT NULL,
     trace_id    TEXT,
-    error       TEXT
+    error       TEXT,
+    PRIMARY KEY (tenant, request_id)
 );
 """
 

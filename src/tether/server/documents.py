@@ -57,7 +57,9 @@ def _options(service: Service) -> ChunkOptions:
 async def _index(
     service: Service, tenant: str, scanned: ScannedUpload, acl: list[str]
 ) -> tuple[DocumentRecord, int]:
-    parsed = await parse_isolated(scanned, _options(service), limits(service))
+    # Each parser process may use parse_memory_mb: bound how many run at once.
+    async with service.parsers:
+        parsed = await parse_isolated(scanned, _options(service), limits(service))
     source_id = scanned.name
     title = parsed.title or scanned.name
     chunks = make_chunks(parsed.drafts, source_id=source_id, tenant_id=tenant, title=title, acl=acl)
@@ -70,7 +72,13 @@ async def _index(
         datetime.now(UTC),
     )
     rt = service.runtime
-    await write_batch(rt.store, rt.embedder, tenant, [(record, chunks)])
+    await write_batch(
+        rt.store,
+        rt.embedder,
+        tenant,
+        [(record, chunks)],
+        prepare_answers=service.answer_provider is None and service.settings.prepare_answers,
+    )
     await rt.store.optimize()
     return record, len(chunks)
 

@@ -3,6 +3,8 @@ answer log, models and metrics. Built once in the lifespan, shared by every requ
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +47,10 @@ class Service:
     answer_provider: Provider | None
     #: Gateway pass-through providers by the model name clients send.
     gateway: dict[str, Provider]
+    #: Upload parser subprocesses allowed at once.
+    parsers: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(max(1, os.cpu_count() or 1))
+    )
     _stacks: dict[tuple[str, str], ChatModel] = field(default_factory=dict)
 
     def model_for(self, name: str, tenant: str) -> ChatModel | None:

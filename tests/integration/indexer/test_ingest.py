@@ -494,3 +494,56 @@ async def test_a_crashing_parser_fails_only_its_file(
     assert report.count("ok") == len(report.files) - 1
     sources = {d.source_id for d in await store.list_documents(Scope("t"))}
     assert not any(s.endswith("prices.csv") for s in sources)
+
+
+async def test_prepared_answers_need_no_sentence_embedding_at_question_time(
+    tmp_path: Path,
+) -> None:
+    from tether.models.cached import CachedEmbedder
+    from tether.models.extractive import extractive_answer, sentences_of
+    from tether.retrieval.retrieve import retrieve
+
+    inner = HashEmbedder(dim=32)
+    embedder = CachedEmbedder(inner, tmp_path / "embeddings.db")
+    store = SQLiteStore(tmp_path / "t.db", embed_model=embedder.model_id, dim=embedder.dim)
+    report = await ingest_paths(
+        [FIXTURES / "docs" / "guide.md"],
+        store=store,
+        embedder=embedder,
+        tenant_id=TENANT,
+        prepare_answers=True,
+    )
+    assert report.count("ok") == 1
+    question = "Why does the nightly backup job fail on the replica?"
+    context = await retrieve(store, embedder, question, scope=SCOPE, k=5)
+    assert sum(len(sentences_of(c.chunk)) for c in context) > 5
+    before = (embedder.misses, inner.texts_embedded)
+    answer = await extractive_answer(
+        question, context, embedder, question_vector=(await embedder.embed([question], kind="query"))[0]
+    )
+    assert answer.citations
+    # Every candidate sentence came from the cache filled at ingest.
+    assert embedder.misses == before[0]
+    # Nothing at all was embedded: the question too was remembered from retrieval.
+    assert inner.texts_embedded == before[1]
+    embedder.close()
+    await store.close()
+
+
+async def test_without_preparing_the_first_answer_embeds_its_sentences(tmp_path: Path) -> None:
+    from tether.models.cached import CachedEmbedder
+    from tether.models.extractive import extractive_answer
+    from tether.retrieval.retrieve import retrieve
+
+    embedder = CachedEmbedder(HashEmbedder(dim=32), tmp_path / "embeddings.db")
+    store = SQLiteStore(tmp_path / "t.db", embed_model=embedder.model_id, dim=embedder.dim)
+    await ingest_paths(
+        [FIXTURES / "docs" / "guide.md"], store=store, embedder=embedder, tenant_id=TENANT
+    )
+    question = "Why does the nightly backup job fail on the replica?"
+    context = await retrieve(store, embedder, question, scope=SCOPE, k=5)
+    misses = embedder.misses
+    await extractive_answer(question, context, embedder)
+    assert embedder.misses > misses
+    embedder.close()
+    await store.close()

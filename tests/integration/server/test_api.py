@@ -177,6 +177,18 @@ def test_answer_cites_only_retrieved_chunks_and_is_fetchable_by_request_id(
     assert stored["answer"]["summary"] == body["answer"]["summary"]
 
 
+def test_request_ids_are_the_servers_never_the_clients(client: httpx.Client) -> None:
+    # A chosen id could aim at someone else's stored answer.
+    chosen = "my-own-request-id-0001"
+    response = client.post(
+        "/v1/answer", json={"question": QUESTION}, headers={"X-Request-ID": chosen}
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] != chosen
+    assert len(response.headers["x-request-id"]) == 32
+    assert client.get(f"/v1/answers/{chosen}").status_code == 404
+
+
 def test_streamed_answer_events_in_order(client: httpx.Client) -> None:
     with client.stream("POST", "/v1/answer", json={"question": QUESTION, "stream": True}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
