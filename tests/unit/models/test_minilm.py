@@ -69,7 +69,7 @@ async def test_order_is_input_order_for_reversed_input(minilm: MiniLMEmbedder) -
 
 
 async def test_async_and_sync_paths_agree(minilm: MiniLMEmbedder) -> None:
-    # <= 2 texts run inline, more run in a worker thread.
+    # Small and large batches (padded differently) give the same vectors.
     small = await minilm.embed(TEXTS[:2])
     large = await minilm.embed(TEXTS)
     np.testing.assert_allclose(small, large[:2], atol=1e-4)
