@@ -137,6 +137,9 @@ class OpenAICompatibleChat:
             timeout=timeout,
             transport=transport or AiohttpTransport(),
         )
+        # Parsed once: httpx re-parses a string URL (and merges it with base_url) on every
+        # request, ~0.1 ms of CPU each; an absolute httpx.URL is reused as it is.
+        self._url = self._client.base_url.join("chat/completions")
         self._model = model
         self._secrets = [api_key] if api_key else []
         self._first_token_timeout = first_token_timeout
@@ -188,7 +191,7 @@ class OpenAICompatibleChat:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         try:
             response = await self._client.post(
-                "chat/completions",
+                self._url,
                 json=self._body(request, stream=False),
                 headers=self._headers(request),
             )
@@ -227,7 +230,7 @@ class OpenAICompatibleChat:
         body = self._body(request, stream=True)
         try:
             async with self._client.stream(
-                "POST", "chat/completions", json=body, headers=self._headers(request)
+                "POST", self._url, json=body, headers=self._headers(request)
             ) as response:
                 request_id = header_request_id(response.headers)
                 if response.status_code >= 400:
