@@ -21,7 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tether.errors import TetherError
 from tether.models.budget import calling_as
-from tether.rag import AnswerResult, AnswerToken, Finished, Retrieved, answer, stream_answer
+from tether.rag import (
+    AnswerConfig,
+    AnswerResult,
+    AnswerToken,
+    Finished,
+    Retrieved,
+    answer,
+    stream_answer,
+)
 from tether.retrieval.retrieve import retrieve
 from tether.server.answer_log import StoredAnswer
 from tether.server.auth import Caller, reader, service_of
@@ -101,7 +109,7 @@ def _filters(raw: list[str]) -> list[Filter]:
     return [parse_filter(item) for item in raw]
 
 
-def _config(service: Service, body: AnswerRequest) -> Any:
+def _config(service: Service, body: AnswerRequest) -> AnswerConfig:
     config = service.answer_config
     if body.top_k is not None:
         config = dataclasses.replace(config, k=body.top_k)
@@ -193,7 +201,7 @@ async def answer_events(
     caller: Caller,
     question: str,
     filters: list[Filter],
-    config: Any,
+    config: AnswerConfig,
     request_id: str,
 ) -> AsyncGenerator[tuple[EventName, dict[str, Any]], None]:
     """The streamed answer as (event, data) pairs, persisted however it ends."""

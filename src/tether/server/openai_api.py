@@ -218,7 +218,7 @@ async def chat_completions(
         question = _question(body)
         if body.stream:
             return _sse(_rag_stream(service, caller, question, completion_id))
-        return await _rag_complete(service, caller, question, body, completion_id, user, request)
+        return await _rag_complete(service, caller, question, completion_id, user)
     model = service.model_for(body.model, caller.tenant)
     if model is None:
         raise ApiError(
@@ -350,13 +350,7 @@ async def _pass_stream(
 
 
 async def _rag_complete(
-    service: Service,
-    caller: Caller,
-    question: str,
-    body: ChatCompletionRequest,
-    completion_id: str,
-    user: str,
-    request: Request,
+    service: Service, caller: Caller, question: str, completion_id: str, user: str
 ) -> JSONResponse:
     rt = service.runtime
     with calling_as(user=user, feature="answer", tenant=caller.tenant, tier=caller.key.role):

@@ -125,7 +125,9 @@ def test_keys_are_stored_hashed(env: Env, acme: str) -> None:
     secret = acme.split("_", 2)[2]
     raw = (env.root / "keys.db").read_bytes()
     assert secret.encode() not in raw
-    rows = sqlite3.connect(env.root / "keys.db").execute("SELECT secret_hash FROM api_keys").fetchall()
+    rows = (
+        sqlite3.connect(env.root / "keys.db").execute("SELECT secret_hash FROM api_keys").fetchall()
+    )
     assert rows and all(len(r[0]) == 64 for r in rows)
 
 
@@ -297,9 +299,7 @@ def test_openai_client_sees_typed_errors(server: Server, acme: str) -> None:
     with pytest.raises(openai.NotFoundError, match="unknown model"):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.UnprocessableEntityError):
-        client.chat.completions.create(
-            model="m", messages=[{"role": "user", "content": "x"}], n=2
-        )
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], n=2)
     with pytest.raises(openai.AuthenticationError):
         openai_client(server, "tk_nope_nope").models.list()
     assert {m.id for m in client.models.list()} == {"tether-rag", "m"}
@@ -310,8 +310,18 @@ def test_openai_client_sees_typed_errors(server: Server, acme: str) -> None:
 
 def test_bad_input_gets_4xx_with_a_json_error(client: httpx.Client) -> None:
     cases = [
-        (client.post("/v1/answer", content=b"{not json", headers={"content-type": "application/json"}), 400),
-        (client.post("/v1/answer", content=b"question=x", headers={"content-type": "text/plain"}), 415),
+        (
+            client.post(
+                "/v1/answer", content=b"{not json", headers={"content-type": "application/json"}
+            ),
+            400,
+        ),
+        (
+            client.post(
+                "/v1/answer", content=b"question=x", headers={"content-type": "text/plain"}
+            ),
+            415,
+        ),
         (client.post("/v1/answer", json={"question": "x", "surprise": 1}), 422),
         (client.post("/v1/answer", json={"question": ""}), 422),
         (client.post("/v1/answer", json={"question": "x" * 2_000_000}), 413),
@@ -331,7 +341,9 @@ def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
             yield b"x" * 65536
         yield b'"}'
 
-    response = client.post("/v1/answer", content=body(), headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/answer", content=body(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
 
 
@@ -339,5 +351,3 @@ def test_openapi_documents_the_routes(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     for path in ("/v1/chat/completions", "/v1/answer", "/v1/search", "/v1/documents"):
         assert path in spec["paths"]
-
-

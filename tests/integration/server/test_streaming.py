@@ -26,7 +26,9 @@ def upstream() -> Iterator[StallingUpstream]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, upstream: StallingUpstream) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, upstream: StallingUpstream
+) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("stream")
     env: Env = make_env(
         root,
