@@ -43,7 +43,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, write
+from benchmarks.common import ROOT, create_key, gateway_env, write
 
 LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
 #: What goes into LiteLLM's virtualenv. opentelemetry-sdk: without it LiteLLM 1.108's auth
@@ -332,21 +332,7 @@ class Bench:
     def tether(self) -> dict[str, Any]:
         home = self.work / "tether"
         home.mkdir(exist_ok=True)
-        env = self.env(
-            TETHER_KEYS_DB=str(home / "keys.db"),
-            TETHER_GATEWAY_MODELS=json.dumps(
-                {MODEL: f"openai-compat:http://127.0.0.1:{self.upstream_port}/v1#{MODEL}"}
-            ),
-            TETHER_STORE=f"sqlite:///{home / 't.db'}",
-            TETHER_USAGE_DB=str(home / "usage.db"),
-            TETHER_TRACES_DB=str(home / "traces.db"),
-            TETHER_RESPONSE_CACHE=str(home / "cache.db"),
-            TETHER_RESPONSE_CACHE_TTL="3600",
-            # Budgets on: every call is reserved and settled in the usage ledger. The
-            # mock upstream's model has no price, so the limit is in tokens.
-            TETHER_BUDGET_REQUEST_TOKENS="100000",
-            TETHER_EMBED_CACHE="off",
-        )
+        env = gateway_env(home, self.upstream_port, MODEL)
         tether = ["uv", "run", "tether"]
         probe = subprocess.run(
             [*tether, "serve", "--help"], cwd=ROOT, env=env, capture_output=True, timeout=300
@@ -354,19 +340,7 @@ class Bench:
         if probe.returncode != 0:
             reason = (probe.stderr or probe.stdout).decode(errors="replace").strip()
             raise Skipped(f"`tether serve --help` failed: {reason.splitlines()[-1:]}")
-        made = subprocess.run(
-            [*tether, "keys", "create", "--tenant", "bench", "--role", "reader", "--rps", "0"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            timeout=300,
-        )
-        key = made.stdout.decode().strip()
-        if made.returncode != 0 or not key or len(key.split()) != 1:
-            raise RuntimeError(
-                f"`tether keys create` failed ({made.returncode}): "
-                f"{made.stderr.decode(errors='replace')[-500:]} {key[:200]!r}"
-            )
+        key = create_key(env, "bench")
         port = free_port()
         self.children.start(
             "tether",

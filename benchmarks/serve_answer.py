@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import loadgen
-from benchmarks.common import DATA, OUT, ROOT, machine, require
+from benchmarks.common import DATA, OUT, create_key, machine, require, tether_env
 from benchmarks.gateway import Children, free_port, http_call, wait_ready
 from tether.models.cached import CachedEmbedder
 from tether.models.extractive import prepare_sentences
@@ -92,15 +91,10 @@ def main() -> None:
     # A copy: the service opens the store read-write (WAL), and the benchmark's own copy
     # must stay as `benchmarks.scifact` built it.
     shutil.copy(store, work / "scifact.db")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    env.update(
+    env = tether_env(
+        work,
         TETHER_STORE=f"sqlite:///{work / 'scifact.db'}",
-        TETHER_KEYS_DB=str(work / "keys.db"),
-        TETHER_ANSWERS_DB=str(work / "answers.db"),
-        TETHER_TRACES_DB=str(work / "traces.db"),
-        TETHER_USAGE_DB=str(work / "usage.db"),
         TETHER_EMBED_CACHE=str(work / "embeddings.db"),
-        TETHER_CONFIG=str(work / "none.toml"),
     )
     env.update(item.split("=", 1) for item in args.env)
     results: dict[str, Any] = {"machine": machine(), "store": "SciFact train corpus, 5,183 docs"}
@@ -115,14 +109,7 @@ def main() -> None:
         shutil.copy(work / "embeddings.db", prepared)
         stats.write_text(json.dumps(results["prepare"]))
     print(f"prepare: {results['prepare']}")
-    key = subprocess.run(
-        ["uv", "run", "tether", "keys", "create", "--tenant", "scifact", "--rps", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    key = create_key(env, "scifact")
     children = Children()
     port = free_port()
     try:

@@ -17,13 +17,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import OUT, ROOT, machine
+from benchmarks.common import OUT, create_key, gateway_env, machine
 from benchmarks.gateway import Children, free_port, wait_ready
 
 
@@ -77,31 +76,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tether-soak-"))
     children = Children()
     upstream_port, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    env.update(
-        TETHER_KEYS_DB=str(work / "keys.db"),
-        TETHER_GATEWAY_MODELS=json.dumps(
-            {"m": f"openai-compat:http://127.0.0.1:{upstream_port}/v1#m"}
-        ),
-        TETHER_STORE=f"sqlite:///{work / 't.db'}",
-        TETHER_USAGE_DB=str(work / "usage.db"),
-        TETHER_TRACES_DB=str(work / "traces.db"),
-        TETHER_ANSWERS_DB=str(work / "answers.db"),
-        TETHER_RESPONSE_CACHE=str(work / "cache.db"),
-        TETHER_RESPONSE_CACHE_TTL="3600",
-        # The mock upstream's model has no price: a token budget, checked on every call.
-        TETHER_BUDGET_REQUEST_TOKENS="100000",
-        TETHER_EMBED_CACHE="off",
-        TETHER_CONFIG=str(work / "none.toml"),
-    )
-    key = subprocess.run(
-        ["uv", "run", "tether", "keys", "create", "--tenant", "soak", "--rps", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    env = gateway_env(work, upstream_port)
+    key = create_key(env, "soak")
     result: dict[str, Any] = {"machine": machine(), **vars(args)}
     try:
         children.start(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Span, StatusCode
 from pydantic import ValidationError
 from pydantic_core import from_json
 
@@ -96,27 +96,45 @@ async def answer(
         stage = await _retrieve_and_pack(
             text, store, embedder, scope, filters, config, reranker, counter
         )
-        retrieved, context, timings = stage.retrieved, stage.context, stage.timings
         t2 = time.perf_counter()
         usage: Usage | None = None
         if model is None:
-            with tracer().start_as_current_span("tether.extractive"):
-                result = await extractive_answer(
-                    text, context, embedder, config.extractive, question_vector=stage.vector
-                )
+            result = await _extractive(text, stage, embedder, config)
         else:
-            result, usage = await llm_answer(text, context, model, config)
-        _check_citations(result, context)
-        root.set_attribute("tether.declined", result.declined)
-        return AnswerResult(
-            answer=result,
-            retrieved=retrieved,
-            context=context,
-            timings_ms=_timings(timings, t0, t2),
-            usage=usage,
-            model=model.name if model else "extractive",
-            trace_id=trace_id_of(root),
+            result, usage = await llm_answer(text, stage.context, model, config)
+        return _finish(root, stage, result, usage, model, t0, t2)
+
+
+async def _extractive(
+    text: str, stage: Stage, embedder: Embedder, config: AnswerConfig
+) -> Answer:
+    with tracer().start_as_current_span("tether.extractive"):
+        return await extractive_answer(
+            text, stage.context, embedder, config.extractive, question_vector=stage.vector
         )
+
+
+def _finish(
+    root: Span,
+    stage: Stage,
+    result: Answer,
+    usage: Usage | None,
+    model: ChatModel | None,
+    t0: float,
+    t2: float,
+) -> AnswerResult:
+    """The citation check, then the result with its timings and trace id."""
+    _check_citations(result, stage.context)
+    root.set_attribute("tether.declined", result.declined)
+    return AnswerResult(
+        answer=result,
+        retrieved=stage.retrieved,
+        context=stage.context,
+        timings_ms=_timings(stage.timings, t0, t2),
+        usage=usage,
+        model=model.name if model else "extractive",
+        trace_id=trace_id_of(root),
+    )
 
 
 def _root_attributes(text: str, scope: Scope, model: ChatModel | None) -> dict[str, str | int]:
@@ -258,35 +276,19 @@ async def stream_answer(
             stage = await _retrieve_and_pack(
                 text, store, embedder, scope, filters, config, reranker, counter
             )
-            retrieved, context, timings = stage.retrieved, stage.context, stage.timings
-            yield Retrieved(retrieved, context, trace_id_of(root))
+            yield Retrieved(stage.retrieved, stage.context, trace_id_of(root))
             t2 = time.perf_counter()
             usage: Usage | None = None
             if model is None:
-                with tracer().start_as_current_span("tether.extractive"):
-                    result = await extractive_answer(
-                        text, context, embedder, config.extractive, question_vector=stage.vector
-                    )
+                result = await _extractive(text, stage, embedder, config)
                 for piece in _WORD.findall(result.summary):
                     yield AnswerToken(piece)
             else:
                 outcome: list[tuple[Answer, Usage | None]] = []
-                async for piece in _stream_llm(text, context, model, config, outcome):
+                async for piece in _stream_llm(text, stage.context, model, config, outcome):
                     yield AnswerToken(piece)
                 result, usage = outcome[0]
-            _check_citations(result, context)
-            root.set_attribute("tether.declined", result.declined)
-            yield Finished(
-                AnswerResult(
-                    answer=result,
-                    retrieved=retrieved,
-                    context=context,
-                    timings_ms=_timings(timings, t0, t2),
-                    usage=usage,
-                    model=model.name if model else "extractive",
-                    trace_id=trace_id_of(root),
-                )
-            )
+            yield Finished(_finish(root, stage, result, usage, model, t0, t2))
         except (GeneratorExit, asyncio.CancelledError):
             # The consumer went away (a client hung up): the trace says so.
             root.set_attribute("tether.cancelled", True)

@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     answers_db: str = Field(
         default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "answers.db")
     )
+    #: The scanned bytes of uploaded documents, kept so they can be reindexed.
+    uploads_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "uploads.db")
+    )
     gateway_models: dict[str, str] = Field(default_factory=dict)
     #: Rate limit a new key gets unless `tether keys create --rps` says otherwise.
     key_rps: float = Field(default=10.0, ge=0)

@@ -35,6 +35,9 @@ def make_env(root: Path, **extra: str) -> Env:
         TETHER_TRACES_DB=str(root / "traces.db"),
         TETHER_USAGE_DB=str(root / "usage.db"),
         TETHER_RESPONSE_CACHE=str(root / "responses.db"),
+        TETHER_KEYS_DB=str(root / "keys.db"),
+        TETHER_ANSWERS_DB=str(root / "answers.db"),
+        TETHER_UPLOADS_DB=str(root / "uploads.db"),
         # Wide, plain output: rich would otherwise wrap tables at 80 columns.
         COLUMNS="400",
         NO_COLOR="1",

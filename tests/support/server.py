@@ -51,7 +51,7 @@ def serving(env: Env, *, timeout: float = 60.0) -> Iterator[Server]:
             "--log-level",
             "info",
         ],
-        env={**env.vars, "TETHER_KEYS_DB": env.vars.get("TETHER_KEYS_DB", str(env.root / "keys.db"))},
+        env=dict(env.vars),
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -26,39 +27,30 @@ def serve_command(
     import uvicorn
 
     settings = load_settings(store=store)
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": False,
+    }
     if workers == 1:
         from tether.server.app import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=log_level,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            timeout_graceful_shutdown=10,
-            proxy_headers=False,
-        )
-    else:
-        # Each worker builds its own app from the same settings (flags go via the env).
-        import os
-
-        if store:
-            os.environ["TETHER_STORE"] = store
-        uvicorn.run(
-            "tether.server.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            timeout_graceful_shutdown=10,
-            proxy_headers=False,
-        )
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Each worker builds its own app from the same settings (flags go via the env).
+    if store:
+        os.environ["TETHER_STORE"] = store
+    uvicorn.run(
+        "tether.server.app:app_from_env",
+        factory=True,
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 @keys_app.command("create")

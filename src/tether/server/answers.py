@@ -35,7 +35,7 @@ from tether.server.answer_log import StoredAnswer
 from tether.server.auth import Caller, reader, service_of
 from tether.server.errors import ApiError, from_tether
 from tether.server.service import RAG_MODEL, Service
-from tether.server.wire import citation_payload, snippet
+from tether.server.wire import citation_payload, sse_response
 from tether.store.filters import Filter, parse_filter
 from tether.types import Answer, MetaValue
 
@@ -161,10 +161,8 @@ async def post_answer(
     config = _config(service, body)
     request_id = request.state.request_id
     if body.stream:
-        return StreamingResponse(
-            _sse(answer_events(service, caller, body.question, filters, config, request_id)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return sse_response(
+            _sse(answer_events(service, caller, body.question, filters, config, request_id))
         )
     rt = service.runtime
     with calling_as(
@@ -342,4 +340,3 @@ async def post_search(
     )
 
 
-__all__ = ["answer_events", "router", "snippet"]

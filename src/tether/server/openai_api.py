@@ -38,7 +38,7 @@ from tether.server.answers import answer_events
 from tether.server.auth import Caller, reader, service_of
 from tether.server.errors import ApiError, error_body, from_tether
 from tether.server.service import RAG_MODEL, Service
-from tether.server.wire import citation_payload
+from tether.server.wire import citation_payload, sse_response
 from tether.types import Message, Usage
 
 router = APIRouter(tags=["openai"])
@@ -217,7 +217,7 @@ async def chat_completions(
     if body.model == RAG_MODEL:
         question = _question(body)
         if body.stream:
-            return _sse(_rag_stream(service, caller, question, completion_id))
+            return sse_response(_rag_stream(service, caller, question, completion_id))
         return await _rag_complete(service, caller, question, completion_id, user)
     model = service.model_for(body.model, caller.tenant)
     if model is None:
@@ -230,7 +230,7 @@ async def chat_completions(
     chat_request = _to_chat_request(body)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(
+        return sse_response(
             _pass_stream(
                 model, chat_request, body.model, completion_id, caller, user, include_usage
             )
@@ -266,14 +266,6 @@ async def chat_completions(
 
 def _finish(reason: str) -> str:
     return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"
-
-
-def _sse(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
 
 
 def _chunk(

@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tether import prompts
 from tether.errors import ConfigError
@@ -132,7 +131,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             stack.callback(keys.close)
             answers = AnswerLog(settings.answers_db)
             stack.callback(answers.close)
-            blobs = UploadBlobs(Path(settings.answers_db).with_name("uploads.db"))
+            blobs = UploadBlobs(settings.uploads_db)
             stack.callback(blobs.close)
             yield Service(
                 settings=settings,

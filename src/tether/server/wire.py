@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
+
+from fastapi.responses import StreamingResponse
 
 from tether.types import Chunk, Citation
 
@@ -24,3 +27,12 @@ def citation_payload(citation: Citation, chunks: dict[str, Chunk]) -> dict[str, 
         "page": citation.page,
         "snippet": snippet(citation.quote or (chunk.text if chunk else "")),
     }
+
+
+def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent events, unbuffered by proxies along the way."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

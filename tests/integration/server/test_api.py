@@ -31,8 +31,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, mock: MockProvider) -> Env:
     root = tmp_path_factory.mktemp("serve")
     env = make_env(
         root,
-        TETHER_KEYS_DB=str(root / "keys.db"),
-        TETHER_ANSWERS_DB=str(root / "answers.db"),
         TETHER_GATEWAY_MODELS=json.dumps({"m": f"openai-compat:{mock.base_url}#m"}),
         TETHER_OPENAI_API_KEY="sk-upstream-test",
         TETHER_TRACE_CONTENT="false",

@@ -25,8 +25,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("docs")
     env: Env = make_env(
         root,
-        TETHER_KEYS_DB=str(root / "keys.db"),
-        TETHER_ANSWERS_DB=str(root / "answers.db"),
         TETHER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
     )
     with serving(env) as running:

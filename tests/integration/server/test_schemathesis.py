@@ -25,8 +25,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with MockProvider(models=("m",)) as mock:
         env = make_env(
             root,
-            TETHER_KEYS_DB=str(root / "keys.db"),
-            TETHER_ANSWERS_DB=str(root / "answers.db"),
             TETHER_GATEWAY_MODELS=json.dumps({"m": f"openai-compat:{mock.base_url}#m"}),
             # Small limits keep generated uploads quick to reject.
             TETHER_PARSE_SECONDS="10",

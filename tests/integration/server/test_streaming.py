@@ -32,8 +32,6 @@ def server(
     root = tmp_path_factory.mktemp("stream")
     env: Env = make_env(
         root,
-        TETHER_KEYS_DB=str(root / "keys.db"),
-        TETHER_ANSWERS_DB=str(root / "answers.db"),
         TETHER_MODEL=f"openai-compat:{upstream.base_url}#m",
     )
     assert tether(env, "ingest", str(DOCS / "guide.md"), "--tenant", "acme").code == 0

@@ -43,8 +43,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     root = tmp_path_factory.mktemp("web")
     env = make_env(
         root,
-        TETHER_KEYS_DB=str(root / "keys.db"),
-        TETHER_ANSWERS_DB=str(root / "answers.db"),
     )
     run = tether(env, "ingest", str(GUIDE), "--tenant", "acme")
     assert run.code == 0, run.err
