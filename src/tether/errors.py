@@ -164,3 +164,43 @@ class BudgetExceeded(TetherError):
         self.limit = limit
         self.spent = spent
         self.needed = needed
+
+
+class ToolError(TetherError):
+    """A tool call was refused or failed; the message says which tool and why."""
+
+
+class UnknownTool(ToolError):
+    """The model asked for a tool that is not registered (it can never be called)."""
+
+
+class ToolNotAllowed(ToolError):
+    """The tool is registered but not allowlisted for this route or tenant."""
+
+
+class InvalidToolArgs(ToolError):
+    """The model's arguments did not validate against the tool's args model."""
+
+    def __init__(self, message: str, *, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class NeedApproval(ToolError):
+    """A write tool must be approved before it runs; the run is paused, not failed."""
+
+    def __init__(self, tool: str, safe_args: dict[str, object], run_id: str, call_id: str):
+        super().__init__(f"{tool} needs approval (run {run_id})")
+        self.tool = tool
+        self.safe_args = safe_args
+        self.run_id = run_id
+        self.call_id = call_id
+
+
+class RunNotFound(TetherError):
+    """No agent run with that id in the caller's tenant."""
+
+
+class RunConflict(TetherError):
+    """The run is not in a state that allows the request (e.g. approving a rejected call,
+    or resuming a run another worker is driving)."""

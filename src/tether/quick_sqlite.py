@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -44,3 +45,16 @@ async def run_quickly(
             return fn()
 
     return await asyncio.to_thread(waiting)
+
+
+def connect(path: str | Path, *, schema: str = "") -> sqlite3.Connection:
+    """A WAL connection in autocommit mode (transactions are explicit `BEGIN IMMEDIATE`),
+    shareable across threads behind the caller's lock; `schema` runs once."""
+    file = Path(path).expanduser()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    if schema:
+        db.executescript(schema)
+    return db

@@ -105,9 +105,7 @@ async def answer(
         return _finish(root, stage, result, usage, model, t0, t2)
 
 
-async def _extractive(
-    text: str, stage: Stage, embedder: Embedder, config: AnswerConfig
-) -> Answer:
+async def _extractive(text: str, stage: Stage, embedder: Embedder, config: AnswerConfig) -> Answer:
     with tracer().start_as_current_span("tether.extractive"):
         return await extractive_answer(
             text, stage.context, embedder, config.extractive, question_vector=stage.vector

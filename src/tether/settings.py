@@ -188,6 +188,32 @@ class Settings(BaseSettings):
     parse_seconds: float = Field(default=30.0, gt=0)
     parse_memory_mb: int = Field(default=1024, ge=64)
 
+    #: Agents (`/v1/runs`, `tether runs`): runs, tool calls, the audit log and the tasks
+    #: table live in one SQLite file. `agent_model` is a model spec with tool calling
+    #: (empty: agents are off). Bounds apply per run; `agent_tools` is the allowlist of
+    #: the `agent` route; `agent_secrets` are strings the output guard never lets out.
+    agent_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "agent.db")
+    )
+    agent_model: str = ""
+    agent_max_steps: int = Field(default=8, ge=1, le=100)
+    agent_max_cost_usd: float = Field(default=0.10, ge=0)
+    agent_timeout_s: float = Field(default=120.0, gt=0)
+    agent_tools: list[str] = Field(
+        default_factory=lambda: ["search_docs", "create_task", "get_task"]
+    )
+    #: Narrower allowlists per tenant, e.g. `[agent_tenant_tools] globex = ["search_docs"]`.
+    agent_tenant_tools: dict[str, list[str]] = Field(default_factory=dict)
+    #: Whether `create_task` always needs approval (it does anyway once untrusted text
+    #: is in the run's context).
+    agent_task_approval: bool = True
+    agent_secrets: list[SecretStr] = Field(default_factory=list)
+
+    #: Conversations, summaries and facts with provenance (`tether.memory`).
+    memory_db: str = Field(
+        default_factory=lambda: str(Path(user_data_dir("tether", appauthor=False)) / "memory.db")
+    )
+
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     #: With the extractive answerer, embed each chunk's candidate sentences at ingest (into
     #: the embedding cache): ingest takes about twice as long, and a question's first

@@ -38,6 +38,8 @@ def make_env(root: Path, **extra: str) -> Env:
         TETHER_KEYS_DB=str(root / "keys.db"),
         TETHER_ANSWERS_DB=str(root / "answers.db"),
         TETHER_UPLOADS_DB=str(root / "uploads.db"),
+        TETHER_AGENT_DB=str(root / "agent.db"),
+        TETHER_MEMORY_DB=str(root / "memory.db"),
         # Wide, plain output: rich would otherwise wrap tables at 80 columns.
         COLUMNS="400",
         NO_COLOR="1",

@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(env: Env, *, timeout: float = 60.0) -> Iterator[Server]:
+def serving(env: Env, *, timeout: float = 60.0, workers: int = 1) -> Iterator[Server]:
     port = free_port()
     log = open(env.root / f"serve-{port}.log", "wb")  # noqa: SIM115  # closed below
     process = subprocess.Popen(
@@ -50,6 +50,8 @@ def serving(env: Env, *, timeout: float = 60.0) -> Iterator[Server]:
             str(port),
             "--log-level",
             "info",
+            "--workers",
+            str(workers),
         ],
         env=dict(env.vars),
         cwd=REPO,

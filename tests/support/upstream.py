@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -60,17 +60,20 @@ class StallingUpstream:
 
 
 @contextmanager
-def stalling_upstream(pieces: list[str]) -> Iterator[StallingUpstream]:
-    upstream = StallingUpstream(pieces)
+def tcp_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> Iterator[int]:
+    """An asyncio TCP server on a free loopback port, on its own thread; yields the port."""
     ready = threading.Event()
     loop = asyncio.new_event_loop()
     stop: asyncio.Event | None = None
+    port = 0
 
     async def main() -> None:
-        nonlocal stop
+        nonlocal stop, port
         stop = asyncio.Event()
-        server = await asyncio.start_server(upstream._handle, "127.0.0.1", 0)
-        upstream.port = server.sockets[0].getsockname()[1]
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
         ready.set()
         async with server:
             await stop.wait()
@@ -79,8 +82,16 @@ def stalling_upstream(pieces: list[str]) -> Iterator[StallingUpstream]:
     thread.start()
     ready.wait(10)
     try:
-        yield upstream
+        yield port
     finally:
         assert stop is not None
         loop.call_soon_threadsafe(stop.set)
         thread.join(5)
+
+
+@contextmanager
+def stalling_upstream(pieces: list[str]) -> Iterator[StallingUpstream]:
+    upstream = StallingUpstream(pieces)
+    with tcp_server(upstream._handle) as port:
+        upstream.port = port
+        yield upstream

@@ -7,7 +7,20 @@ import sys
 import typer
 from rich.console import Console
 
-from tether.cli import ask, cache, db, demo, evaluate, ingest, migrate, serve, traces, usage
+from tether.cli import (
+    agent,
+    ask,
+    cache,
+    db,
+    demo,
+    evaluate,
+    ingest,
+    memory,
+    migrate,
+    serve,
+    traces,
+    usage,
+)
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -24,6 +37,9 @@ app.command("usage")(usage.usage_command)
 app.command("migrate")(migrate.migrate_command)
 app.command("serve")(serve.serve_command)
 app.add_typer(serve.keys_app, name="keys")
+app.command("audit")(agent.audit_command)
+app.add_typer(agent.runs_app, name="runs")
+app.add_typer(memory.app, name="memory")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(cache.app, name="cache")
 app.add_typer(db.app, name="db")

@@ -122,6 +122,8 @@ class TracedChatModel:
             "tether.feature": caller.feature,
             "tether.tenant": caller.tenant,
             "tether.user.tier": caller.tier,
+            # Lets `forget(user=...)` find a user's traces (see tether.memory_places).
+            "enduser.id": caller.user,
         }
         if request.temperature is not None:
             attributes["gen_ai.request.temperature"] = request.temperature

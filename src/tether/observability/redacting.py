@@ -27,6 +27,10 @@ SAFE_KEYS = frozenset(
         "tether.feature",
         "tether.tenant",
         "tether.user.tier",
+        # Opaque ids the caller chose; `forget` matches them verbatim, so they must not
+        # be rewritten by redaction on the way in.
+        "enduser.id",
+        "gen_ai.conversation.id",
         "tether.retrieved.ids",
         "tether.context.ids",
         "tether.cited.ids",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tether.errors import ConfigError
+from tether.prompts.agent_step_v1 import AgentStepV1
 from tether.prompts.base import Prompt
 from tether.prompts.eval_faithfulness_v1 import FaithfulnessJudgeV1
+from tether.prompts.memory_summary_v1 import MemorySummaryV1
 from tether.prompts.qa_answer_v1 import QAAnswerV1
 
 _REGISTRY: dict[str, dict[int, Prompt[Any, Any]]] = {}
@@ -37,5 +39,7 @@ def known() -> dict[str, list[int]]:
 
 register(QAAnswerV1())
 register(FaithfulnessJudgeV1())
+register(AgentStepV1())
+register(MemorySummaryV1())
 
 __all__ = ["Prompt", "get", "known", "register"]

@@ -338,5 +338,3 @@ async def post_search(
             for h in hits
         ]
     )
-
-

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tether.server import answers, documents, errors, openai_api, stats
+from tether.server import answers, documents, errors, openai_api, runs, stats
 from tether.server.auth import Caller, admin, service_of
 from tether.server.errors import error_body
 from tether.server.service import open_service
@@ -148,6 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(answers.router)
     app.include_router(documents.router)
     app.include_router(stats.router)
+    app.include_router(runs.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -22,8 +22,11 @@ from tether.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    RunConflict,
+    RunNotFound,
     TetherError,
     Timeout,
+    ToolError,
     UploadRejected,
 )
 from tether.server.ratelimit import retry_after_header
@@ -67,6 +70,12 @@ def from_tether(exc: TetherError) -> ApiError:
         return ApiError(status, "upload_rejected", str(exc), code=exc.code)
     if isinstance(exc, InvalidQuestion | InvalidFilter):
         return ApiError(400, "invalid_request_error", str(exc))
+    if isinstance(exc, RunNotFound):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, RunConflict):
+        return ApiError(409, "conflict", str(exc))
+    if isinstance(exc, ToolError):
+        return ApiError(400, "tool_error", str(exc))
     if isinstance(exc, AccessDenied):
         return ApiError(403, "permission_denied", str(exc))
     if isinstance(exc, BudgetExceeded):

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from tether import prompts
+from tether.agent.setup import AgentKit, open_agent
 from tether.errors import ConfigError
 from tether.ledger import Ledger
 from tether.models.chat import ChatModel
@@ -46,6 +47,8 @@ class Service:
     answer_provider: Provider | None
     #: Gateway pass-through providers by the model name clients send.
     gateway: dict[str, Provider]
+    #: Agent runs, the audit log and tasks (the agent itself is None without a model).
+    agents: AgentKit
     #: Upload parser subprocesses allowed at once.
     parsers: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(max(1, os.cpu_count() or 1))
@@ -133,6 +136,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             stack.callback(answers.close)
             blobs = UploadBlobs(settings.uploads_db)
             stack.callback(blobs.close)
+            agents = await stack.enter_async_context(open_agent(settings, runtime, ledger=ledger))
             yield Service(
                 settings=settings,
                 runtime=runtime,
@@ -145,6 +149,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 answer_config=answer_config(settings, feature=FEATURE),
                 answer_provider=answer_provider,
                 gateway=gateway,
+                agents=agents,
             )
     finally:
         shutdown_tracing()

@@ -519,7 +519,10 @@ async def test_prepared_answers_need_no_sentence_embedding_at_question_time(
     assert sum(len(sentences_of(c.chunk)) for c in context) > 5
     before = (embedder.misses, inner.texts_embedded)
     answer = await extractive_answer(
-        question, context, embedder, question_vector=(await embedder.embed([question], kind="query"))[0]
+        question,
+        context,
+        embedder,
+        question_vector=(await embedder.embed([question], kind="query"))[0],
     )
     assert answer.citations
     # Every candidate sentence came from the cache filled at ingest.

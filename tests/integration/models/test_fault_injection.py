@@ -123,7 +123,9 @@ async def harness(mock: MockProvider, caplog: pytest.LogCaptureFixture) -> Async
     assert all(r.header("authorization") == f"Bearer {SECRET}" for r in mock.chat_requests)
     # ...and nothing the caller can see or log repeats it.
     records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
-    assert any(r.name.startswith(("httpx", "aiohttp", "tether")) for r in records), "nothing logged?"
+    assert any(r.name.startswith(("httpx", "aiohttp", "tether")) for r in records), (
+        "nothing logged?"
+    )
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     texts = [formatter.format(record) for record in records] + harness.seen
     texts += [repr(record.args) for record in records]

@@ -349,3 +349,13 @@ def test_openapi_documents_the_routes(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     for path in ("/v1/chat/completions", "/v1/answer", "/v1/search", "/v1/documents"):
         assert path in spec["paths"]
+
+
+def test_agent_routes_say_when_agents_are_off(server: Server) -> None:
+    writer = server.key("acme", "writer", "--rps", "0")
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {writer}"}, timeout=30
+    ) as c:
+        reply = c.post("/v1/runs", json={"goal": "make a task"})
+    assert reply.status_code == 404
+    assert reply.json()["error"]["type"] == "agent_unavailable"

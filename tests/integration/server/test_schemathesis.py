@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agent_upstream import agent_upstream
 from tests.support.cli import REPO, make_env, tether
 from tests.support.server import Server, serving
 from tether.testing import MockProvider
@@ -22,10 +23,13 @@ DOCS = REPO / "tests" / "fixtures" / "docs"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("fuzz")
-    with MockProvider(models=("m",)) as mock:
+    with MockProvider(models=("m",)) as mock, agent_upstream() as agent:
         env = make_env(
             root,
             TETHER_GATEWAY_MODELS=json.dumps({"m": f"openai-compat:{mock.base_url}#m"}),
+            # Agent runs are fuzzed for real, against a scripted tool-calling upstream.
+            TETHER_AGENT_MODEL=f"openai-compat:{agent.base_url}#scripted",
+            TETHER_AGENT_MAX_COST_USD="0",
             # Small limits keep generated uploads quick to reject.
             TETHER_PARSE_SECONDS="10",
         )
@@ -69,4 +73,4 @@ def test_no_server_errors_and_json_error_bodies(server: Server, admin_key: str) 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     # It really exercised the API: every documented operation was tested.
     assert "/v1/chat/completions" in run.stdout and "/v1/documents" in run.stdout
-    assert "Tested: 13" in run.stdout, run.stdout[-3000:]
+    assert "Tested: 18" in run.stdout, run.stdout[-3000:]

@@ -1,0 +1,1 @@
+"""Tools an agent may call: the registry, the audit log and the built-ins."""
