@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ from tether.security.output_guard import OutputGuard
 from tether.security.redaction import redact
 from tether.tools.audit import Approval, AuditEntry, AuditLog, Outcome
 from tether.tools.registry import AnyTool, ToolContext, ToolRegistry, compact, safe_args
+
+log = logging.getLogger("tether.agent")
 
 #: Observations kept verbatim in the prompt; older ones live on in the scratchpad.
 RECENT_OBSERVATIONS = 6
@@ -140,44 +143,38 @@ class Agent:
         self,
         tenant: str,
         run_id: str,
+        call_id: str,
         *,
         approve: bool,
         principal: str,
-        call_id: str | None = None,
     ) -> AgentResult:
-        """Approve or reject a pending call and resume the run. Repeating a decision (a
-        retried or duplicated request) is harmless: the call runs at most once. Clients
-        that retry should name the `call_id` they mean, so a late repeat can never
-        decide a newer call the run has since paused on."""
-        state = self.runs.load(tenant, run_id)
-        target = call_id or (state.pending.call_id if state.pending else None)
-        if target is None:
-            return self._already(state, approve)
-        self.runs.decide(tenant, run_id, target, approve=approve, principal=principal)
+        """Approve or reject the pending call `call_id` and resume the run.
+
+        The call is named, never implied: a repeated request (a client retry, a second
+        click) then decides the same call again, which is harmless (it runs at most
+        once), and can never decide a newer call the run has paused on since."""
+        self.runs.load(tenant, run_id)  # RunNotFound before anything else
+        self.runs.decide(tenant, run_id, call_id, approve=approve, principal=principal)
         try:
             return await self.resume(tenant, run_id)
         except RunConflict:
             # Another request is resuming it right now; the decision is recorded.
             return AgentResult.of(self.runs.load(tenant, run_id))
 
-    def _already(self, state: AgentState, approve: bool) -> AgentResult:
-        last = next((o for o in reversed(state.observations) if o.call_id in state.decisions), None)
-        if last is not None and state.decisions[last.call_id] == (
-            "approved" if approve else "rejected"
-        ):
-            return AgentResult.of(state)
-        raise RunConflict(f"run {state.run_id!r} has no call awaiting approval")
-
     # --- the loop --------------------------------------------------------------------
 
     async def _drive(self, state: AgentState, owner: str) -> AgentResult:
         began = time.monotonic()
+        remaining = max(state.bounds.timeout_s - state.elapsed_s, 0.0)
+        state.lease_owner, state.deadline = owner, began + remaining
         state.status, state.stop_reason = "running", None
+        lost = False
         try:
-            async with asyncio.timeout(max(state.bounds.timeout_s - state.elapsed_s, 0.0)):
+            async with asyncio.timeout(remaining):
                 if state.pending is not None:
                     await self._settle(state)
                 while True:
+                    self.runs.renew(state)
                     if state.planned:
                         await self._act(state)
                     else:
@@ -188,10 +185,19 @@ class Agent:
             _halt(state, "timeout", f"active time reached {state.bounds.timeout_s:g} s")
         except _Stop:
             pass
+        except RunConflict:
+            # Another worker took the run over (this one stalled past its lease): it owns
+            # the state now, so nothing is saved from here.
+            lost = True
+            raise
+        except Exception as exc:  # a bug or a broken tool registry: stop, do not strand
+            log.exception("agent run %s failed", state.run_id)
+            _halt(state, "error", f"{type(exc).__name__}: {redact(str(exc))[:300]}")
         finally:
             state.elapsed_s += time.monotonic() - began
-            self.runs.save(state)
-            self.runs.release(state.run_id, owner)
+            if not lost:
+                self.runs.save(state)
+                self.runs.release(state.run_id, owner)
         return AgentResult.of(state)
 
     async def _plan(self, state: AgentState) -> None:
@@ -307,9 +313,20 @@ class Agent:
         )
         approver = self.runs.decided_by(state.run_id, pending.call_id)
         audit = _AuditDraft(state, call)
-        tool = self.registry.get(pending.tool)
-        audit.kind, audit.args = tool.kind, pending.safe_args
+        audit.args = pending.safe_args
         status = self.runs.call_status(state.run_id, pending.call_id)
+        try:
+            # Approved while allowed is not enough: it must still be allowed now.
+            tool = self.registry.allowed(pending.tool, route=state.route, tenant=state.tenant)
+        except (UnknownTool, ToolNotAllowed) as exc:
+            self._observe_error(state, call, str(exc))
+            self.audit.record(
+                audit.entry(outcome="not_allowed", approver=approver, detail=str(exc))
+            )
+            state.pending = None
+            self.runs.save(state)
+            return
+        audit.kind = tool.kind
         if status == "rejected":
             state.decisions[pending.call_id] = "rejected"
             self._observe_error(state, call, f"a person rejected this call ({approver})")
@@ -353,14 +370,25 @@ class Agent:
         )
         began = time.perf_counter()
         outcome: Outcome = "ok"
+        # The tool's own limit, never past the run's: then its timeout, not the run's,
+        # is what interrupts it, and the call is recorded below either way.
+        limit = min(tool.timeout_s, max(state.deadline - time.monotonic(), 0.0))
         try:
-            async with asyncio.timeout(tool.timeout_s):
+            async with asyncio.timeout(limit):
                 result = await tool.call(tool.parse(call.arguments), context)
             content, size = compact(result)
             ok = True
         except TimeoutError:
             outcome, ok, size = "timeout", False, 0
-            content = f"error: {tool.name} took longer than {tool.timeout_s:g} s"
+            content = f"error: {tool.name} took longer than {limit:g} s"
+        except asyncio.CancelledError:
+            # Cancelled from outside (shutdown, a client gone): record it, then go on.
+            content = f"error: {tool.name} was interrupted"
+            self.runs.finish(state.run_id, call.call_id, ok=False, result=content)
+            self.audit.record(
+                audit.entry(outcome="timeout", approval=approval, approver=approver, detail=content)
+            )
+            raise
         except Exception as exc:  # a tool's failure is an observation, not a crash
             outcome, ok, size = "error", False, 0
             content = f"error: {type(exc).__name__}: {redact(str(exc))[:300]}"
@@ -384,7 +412,9 @@ class Agent:
         self, state: AgentState, tool: AnyTool, call: PlannedCall, *, ok: bool, content: str
     ) -> None:
         flagged, reasons = False, []
-        if tool.returns_untrusted and ok:
+        # An error message from an untrusted tool (an HTTP error body, say) is untrusted
+        # text too.
+        if tool.returns_untrusted:
             verdict = self.screen.screen(content)
             flagged, reasons = verdict.flagged, list(verdict.reasons)
             self._taint(state, f"{tool.name}:{call.call_id}")
@@ -469,6 +499,8 @@ class _AuditDraft:
 def _halt(state: AgentState, reason: StopReason, detail: str) -> None:
     state.status = "paused" if reason == "need_approval" else "stopped"
     state.stop_reason, state.detail = reason, detail
+    if reason != "need_approval":
+        state.pending = None  # a stopped run waits for nobody
 
 
 def _owner() -> str:

@@ -18,6 +18,7 @@ StopReason: TypeAlias = Literal[
     "tool_quota",
     "need_approval",
     "model_error",
+    "error",
 ]
 RunStatus: TypeAlias = Literal["running", "paused", "stopped"]
 
@@ -92,6 +93,10 @@ class AgentState(BaseModel):
     #: Reasons the output guard withheld the model's answer, if it did.
     blocked: list[str] = Field(default_factory=list)
     created: float = Field(default_factory=time.time)
+    #: The worker driving the run now, and when its active time runs out (monotonic);
+    #: not persisted.
+    lease_owner: str = Field(default="", exclude=True)
+    deadline: float = Field(default=0.0, exclude=True)
 
 
 class AgentResult(BaseModel):

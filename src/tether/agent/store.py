@@ -92,19 +92,38 @@ class RunStore:
             )
 
     def save(self, state: AgentState) -> None:
+        """Write the state; while a worker drives the run, only if it still holds the
+        lease (a worker that stalled past it must not overwrite its successor's work)."""
+        sql = (
+            "UPDATE runs SET status = ?, stop_reason = ?, state = ?, updated = ? "
+            "WHERE run_id = ? AND tenant = ?"
+        )
+        params: list[object] = [
+            state.status,
+            state.stop_reason,
+            state.model_dump_json(),
+            time.time(),
+            state.run_id,
+            state.tenant,
+        ]
+        if state.lease_owner:
+            sql += " AND lease_owner = ?"
+            params.append(state.lease_owner)
         with self._lock:
-            self._db.execute(
-                "UPDATE runs SET status = ?, stop_reason = ?, state = ?, updated = ? "
-                "WHERE run_id = ? AND tenant = ?",
-                (
-                    state.status,
-                    state.stop_reason,
-                    state.model_dump_json(),
-                    time.time(),
-                    state.run_id,
-                    state.tenant,
-                ),
-            )
+            saved = self._db.execute(sql, params).rowcount
+        if saved != 1:
+            raise RunConflict(f"run {state.run_id!r} is no longer this worker's to save")
+
+    def renew(self, state: AgentState) -> None:
+        """Extend the driving worker's lease; a lost lease is a `RunConflict`."""
+        with self._lock:
+            renewed = self._db.execute(
+                "UPDATE runs SET lease_until = ? WHERE run_id = ? AND tenant = ? "
+                "AND lease_owner = ?",
+                (time.time() + self.stale_after_s, state.run_id, state.tenant, state.lease_owner),
+            ).rowcount
+        if renewed != 1:
+            raise RunConflict(f"run {state.run_id!r}: another worker took it over")
 
     def load(self, tenant: str, run_id: str) -> AgentState:
         with self._lock:

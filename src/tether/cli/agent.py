@@ -109,7 +109,7 @@ def _show(result: AgentResult) -> None:
         out.print(
             f"  why: {p.reason}" + (f" ({', '.join(p.taint_sources)})" if p.taint_sources else "")
         )
-        out.print(f"  approve: tether runs approve {result.run_id}")
+        out.print(f"  approve: tether runs approve {result.run_id} {p.call_id}")
     if result.answer is not None:
         out.print(result.answer, markup=False, highlight=False)
 
@@ -153,37 +153,55 @@ def start_command(
     _show(asyncio.run(_with_agent(settings, go)))
 
 
-def _decide(run_id: str, tenant: str | None, approver: str, approve: bool) -> None:
+def _decide(run_id: str, call_id: str, tenant: str | None, approver: str, approve: bool) -> None:
     settings = load_settings()
     who = approver or f"cli:{getpass.getuser()}"
 
     async def go(kit: AgentKit) -> AgentResult:
         assert kit.agent is not None
         return await kit.agent.decide(
-            _tenant(settings, tenant), run_id, approve=approve, principal=who
+            _tenant(settings, tenant), run_id, call_id, approve=approve, principal=who
         )
 
     _show(asyncio.run(_with_agent(settings, go)))
 
 
+CallId = Annotated[str, typer.Argument(help="The pending call (shown by `runs start/show`).")]
+
+
 @runs_app.command("approve")
 def approve_command(
     run_id: str,
+    call_id: CallId,
     tenant: Annotated[str | None, typer.Option()] = None,
     approver: Annotated[str, typer.Option("--as", help="Who approves (default: cli:<user>).")] = "",
 ) -> None:
-    """Approve the write a run waits on, and resume it. Safe to repeat."""
-    _decide(run_id, tenant, approver, True)
+    """Approve the write a run waits on, and resume it. Repeating it is harmless: the
+    call is named, so it runs once and a newer call is never approved by mistake."""
+    _decide(run_id, call_id, tenant, approver, True)
 
 
 @runs_app.command("reject")
 def reject_command(
     run_id: str,
+    call_id: CallId,
     tenant: Annotated[str | None, typer.Option()] = None,
     approver: Annotated[str, typer.Option("--as", help="Who rejects (default: cli:<user>).")] = "",
 ) -> None:
     """Reject the write a run waits on; the run continues without it."""
-    _decide(run_id, tenant, approver, False)
+    _decide(run_id, call_id, tenant, approver, False)
+
+
+@runs_app.command("resume")
+def resume_command(run_id: str, tenant: Annotated[str | None, typer.Option()] = None) -> None:
+    """Continue a run a crashed worker left running (its lease must have expired)."""
+    settings = load_settings()
+
+    async def go(kit: AgentKit) -> AgentResult:
+        assert kit.agent is not None
+        return await kit.agent.resume(_tenant(settings, tenant), run_id)
+
+    _show(asyncio.run(_with_agent(settings, go)))
 
 
 @runs_app.command("show")

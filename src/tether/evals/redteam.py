@@ -327,9 +327,11 @@ async def _agent_runs(
             or "Summarise it."
         )
         result = await agent.start(goal[:4000], tenant=tenant, principal="redteam")
-        if result.stop_reason == "need_approval":
+        if result.stop_reason == "need_approval" and result.pending is not None:
             held += 1
-            result = await agent.decide(tenant, result.run_id, approve=False, principal="reviewer")
+            result = await agent.decide(
+                tenant, result.run_id, result.pending.call_id, approve=False, principal="reviewer"
+            )
         if model.write_attempted:
             write_attempts += 1
             ran = [

@@ -64,13 +64,22 @@ class MiniLMEmbedder:
         self._query_session: ort.InferenceSession | None = None
         self._batch_size = batch_size
         self.max_tokens = max_tokens
-        # One ORT run at a time: the session already uses every core for one batch.
+        # One document batch at a time: the session already uses every core for one batch.
         self._lock = threading.Lock()
+        # Queries run one thread each, side by side, up to one per core. A one-line query
+        # is too small to split across cores: on 2 threads it took 5.7 ms of wall time
+        # but 12.1 ms of CPU (the pool spins), on 1 thread 8.4 ms of both, so under
+        # concurrent load single-threaded queries serve ~45% more of them per second.
+        self._query_lock = threading.Lock()
+        self._query_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
 
-    def _new_session(self) -> ort.InferenceSession:
+    def _new_session(self, threads: int | None = None) -> ort.InferenceSession:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
+        options.intra_op_num_threads = threads or self._threads
         options.inter_op_num_threads = 1
+        if options.intra_op_num_threads > 1:
+            # Waiting pool threads spin for work; between small runs that burns a core.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(
             str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -111,23 +120,32 @@ class MiniLMEmbedder:
     def _run(
         self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64], kind: TextKind
     ) -> Vectors:
-        with self._lock:
-            session = self._session
-            if kind == "query":
+        if kind == "query":
+            with self._query_lock:
                 if self._query_session is None:
-                    self._query_session = self._new_session()
-                session = self._query_session
-            try:
-                (hidden,) = session.run(
-                    ["last_hidden_state"],
-                    {
-                        "input_ids": ids,
-                        "attention_mask": mask,
-                        "token_type_ids": np.zeros_like(ids),
-                    },
-                )
-            except Exception as exc:  # onnxruntime raises its own untyped errors
-                raise EmbeddingError(f"embedding model failed: {exc}") from exc
+                    self._query_session = self._new_session(threads=1)
+            with self._query_slots:
+                return self._infer(self._query_session, ids, mask)
+        with self._lock:
+            return self._infer(self._session, ids, mask)
+
+    def _infer(
+        self,
+        session: ort.InferenceSession,
+        ids: npt.NDArray[np.int64],
+        mask: npt.NDArray[np.int64],
+    ) -> Vectors:
+        try:
+            (hidden,) = session.run(
+                ["last_hidden_state"],
+                {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "token_type_ids": np.zeros_like(ids),
+                },
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise EmbeddingError(f"embedding model failed: {exc}") from exc
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return l2_normalise(pooled.astype(np.float32))

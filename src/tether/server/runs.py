@@ -36,9 +36,9 @@ class RunRequest(BaseModel):
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    #: The call being decided (`pending.call_id`). Send it when retrying: a late repeat
-    #: then cannot decide a newer call the run has paused on since.
-    call_id: str | None = Field(default=None, max_length=64)
+    #: The call being decided (the run's `pending.call_id`). Required: a repeated or late
+    #: request then decides the same call again (harmless), never a newer one.
+    call_id: str = Field(min_length=1, max_length=64)
 
 
 class RunView(AgentResult):
@@ -117,17 +117,13 @@ async def get_run(
 
 
 async def _decide(
-    request: Request, caller: Caller, run_id: str, approve: bool, body: Decision | None
+    request: Request, caller: Caller, run_id: str, approve: bool, body: Decision
 ) -> RunView:
     service = service_of(request)
     agent = _agent(service)
     try:
         await agent.decide(
-            caller.tenant,
-            run_id,
-            approve=approve,
-            principal=_principal(caller),
-            call_id=body.call_id if body else None,
+            caller.tenant, run_id, body.call_id, approve=approve, principal=_principal(caller)
         )
         return _view(service, caller.tenant, run_id)
     except TetherError as exc:
@@ -139,7 +135,7 @@ async def approve_run(
     run_id: str,
     request: Request,
     caller: Annotated[Caller, Depends(writer)],
-    body: Decision | None = None,
+    body: Decision,
 ) -> RunView:
     return await _decide(request, caller, run_id, True, body)
 
@@ -149,9 +145,24 @@ async def reject_run(
     run_id: str,
     request: Request,
     caller: Annotated[Caller, Depends(writer)],
-    body: Decision | None = None,
+    body: Decision,
 ) -> RunView:
     return await _decide(request, caller, run_id, False, body)
+
+
+@router.post("/v1/runs/{run_id}/resume", response_model=RunView)
+async def resume_run(
+    run_id: str, request: Request, caller: Annotated[Caller, Depends(writer)]
+) -> RunView:
+    """Continue a run a crashed or restarted worker left running (a no-op for a run that
+    is finished or waiting for approval)."""
+    service = service_of(request)
+    agent = _agent(service)
+    try:
+        await agent.resume(caller.tenant, run_id)
+        return _view(service, caller.tenant, run_id)
+    except TetherError as exc:
+        raise from_tether(exc) from exc
 
 
 @router.get("/v1/audit", response_model=AuditPage)

@@ -21,14 +21,17 @@ async def test_concurrent_duplicate_approvals_in_one_process(tmp_path: Path) -> 
     r = rig(tmp_path, [calls(("create_task", TASK)), final("created")], delay=0.01)
     paused = await r.agent.start("x", tenant="t", principal="p")
     results = await asyncio.gather(
-        *(r.agent.decide("t", paused.run_id, approve=True, principal=f"a{i}") for i in range(20))
+        *(
+            r.agent.decide("t", paused.run_id, "1.1", approve=True, principal=f"a{i}")
+            for i in range(20)
+        )
     )
     assert r.tasks.count() == 1
     assert sum(res.stop_reason == "done" for res in results) >= 1
     executed = r.audit.query(tool="create_task", outcome="ok")
     assert len(executed) == 1
     # every later approval is harmless and sees the finished run
-    again = await r.agent.decide("t", paused.run_id, approve=True, principal="late")
+    again = await r.agent.decide("t", paused.run_id, "1.1", approve=True, principal="late")
     assert again.stop_reason == "done" and r.tasks.count() == 1
 
 
@@ -44,7 +47,9 @@ def test_concurrent_approvals_from_separate_connections(tmp_path: Path) -> None:
         mine = rig(tmp_path, responder=lambda _: final("created"))
         try:
             barrier.wait()
-            asyncio.run(mine.agent.decide("t", paused.run_id, approve=True, principal=f"a{i}"))
+            asyncio.run(
+                mine.agent.decide("t", paused.run_id, "1.1", approve=True, principal=f"a{i}")
+            )
         except BaseException as exc:  # collected: a thread's failure must fail the test
             errors.append(exc)
         finally:
@@ -91,7 +96,7 @@ r = rig(root, script, extra_tools=[make], stale_after_s=0.2)
 if sys.argv[2] == "start":
     print(asyncio.run(r.agent.start("x", tenant="t", principal="p")).run_id)
 else:
-    asyncio.run(r.agent.decide("t", sys.argv[3], approve=True, principal="boss"))
+    asyncio.run(r.agent.decide("t", sys.argv[3], "1.1", approve=True, principal="boss"))
 """
 
 

@@ -90,9 +90,13 @@ def test_run_pauses_then_concurrent_approvals_write_once(server: Server, env: En
     with _client(server, writer) as c:
         done = c.get(f"/v1/runs/{run_id}").json()
         assert done["stop_reason"] == "done" and done["answer"] == "Done: the task was created."
-        again = c.post(f"/v1/runs/{run_id}/approve")
+        again = c.post(f"/v1/runs/{run_id}/approve", json={"call_id": call_id})
         assert again.status_code == 200 and _tasks(env) == 1
-        assert c.post(f"/v1/runs/{run_id}/reject").status_code == 409
+        late = c.post(f"/v1/runs/{run_id}/reject", json={"call_id": call_id})
+        assert late.status_code == 409
+        # the call must be named: an approval that does not say what it approves is refused
+        assert c.post(f"/v1/runs/{run_id}/approve").status_code == 422
+        assert c.post(f"/v1/runs/{run_id}/resume").json()["stop_reason"] == "done"
 
     admin = server.key("acme", "admin", "--rps", "0")
     with _client(server, admin) as c:
@@ -110,21 +114,22 @@ def test_run_pauses_then_concurrent_approvals_write_once(server: Server, env: En
 def test_roles_and_tenants_guard_runs(server: Server, env: Env) -> None:
     writer = server.key("acme", "writer", "--rps", "0")
     with _client(server, writer) as c:
-        run_id = c.post("/v1/runs", json={"goal": "Track it"}).json()["run_id"]
+        started = c.post("/v1/runs", json={"goal": "Track it"}).json()
+        run_id, call = started["run_id"], {"call_id": started["pending"]["call_id"]}
     reader = server.key("acme", "reader", "--rps", "0")
     with _client(server, reader) as c:
         assert c.post("/v1/runs", json={"goal": "x"}).status_code == 403
-        assert c.post(f"/v1/runs/{run_id}/approve").status_code == 403
+        assert c.post(f"/v1/runs/{run_id}/approve", json=call).status_code == 403
         assert c.get(f"/v1/runs/{run_id}").status_code == 200
         assert c.get("/v1/audit").status_code == 403
     other = server.key("globex", "writer", "--rps", "0")
     with _client(server, other) as c:
         assert c.get(f"/v1/runs/{run_id}").status_code == 404
-        assert c.post(f"/v1/runs/{run_id}/approve").status_code == 404
+        assert c.post(f"/v1/runs/{run_id}/approve", json=call).status_code == 404
         body = c.post("/v1/runs", json={"goal": "x", "tenant": "acme"})
         assert body.status_code == 422
     with _client(server, writer) as c:
-        rejected = c.post(f"/v1/runs/{run_id}/reject").json()
+        rejected = c.post(f"/v1/runs/{run_id}/reject", json=call).json()
         assert rejected["stop_reason"] == "done"
         assert rejected["answer"] == "Done: the task was rejected."
 
@@ -154,10 +159,11 @@ def test_cli_start_and_approve_a_run(server: Server, env: Env) -> None:
     assert started.code == 0, started.err
     assert "waiting for approval: create_task" in started.out
     run_id = started.out.split("run ", 1)[1].split(":", 1)[0]
-    approved = tether(env, "runs", "approve", run_id, "--tenant", "acme", "--as", "lead")
+    call_id = started.out.split(f"tether runs approve {run_id} ", 1)[1].split()[0]
+    approved = tether(env, "runs", "approve", run_id, call_id, "--tenant", "acme", "--as", "lead")
     assert approved.code == 0, approved.err
     assert "the task was created" in approved.out
-    twice = tether(env, "runs", "approve", run_id, "--tenant", "acme", "--as", "lead")
+    twice = tether(env, "runs", "approve", run_id, call_id, "--tenant", "acme", "--as", "lead")
     assert twice.code == 0 and _tasks(env) == before + 1
     rows = tether(
         env, "audit", "--run", run_id, "--outcome", "ok", "--tool", "create_task", "--json"

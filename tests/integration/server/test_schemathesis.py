@@ -73,4 +73,4 @@ def test_no_server_errors_and_json_error_bodies(server: Server, admin_key: str) 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     # It really exercised the API: every documented operation was tested.
     assert "/v1/chat/completions" in run.stdout and "/v1/documents" in run.stdout
-    assert "Tested: 18" in run.stdout, run.stdout[-3000:]
+    assert "Tested: 19" in run.stdout, run.stdout[-3000:]
