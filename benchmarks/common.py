@@ -58,6 +58,8 @@ def tether_env(work: Path, **extra: str) -> dict[str, str]:
         TETHER_KEYS_DB=str(work / "keys.db"),
         TETHER_ANSWERS_DB=str(work / "answers.db"),
         TETHER_UPLOADS_DB=str(work / "uploads.db"),
+        TETHER_AGENT_DB=str(work / "agent.db"),
+        TETHER_MEMORY_DB=str(work / "memory.db"),
         TETHER_TRACES_DB=str(work / "traces.db"),
         TETHER_USAGE_DB=str(work / "usage.db"),
         TETHER_RESPONSE_CACHE=str(work / "cache.db"),

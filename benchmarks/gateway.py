@@ -333,6 +333,7 @@ class Bench:
         home = self.work / "tether"
         home.mkdir(exist_ok=True)
         env = gateway_env(home, self.upstream_port, MODEL)
+        env.update(item.split("=", 1) for item in self.args.env)
         tether = ["uv", "run", "tether"]
         probe = subprocess.run(
             [*tether, "serve", "--help"], cwd=ROOT, env=env, capture_output=True, timeout=300
@@ -556,6 +557,9 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--name", default="gateway", help="results: benchmarks/out/NAME.json")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for tether's server (repeatable)"
+    )
     args = parser.parse_args()
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(targets) - {"direct", "litellm", "tether"}

@@ -84,6 +84,22 @@ class Summary:
     usd: float
 
 
+def windowed(limits: Sequence[Limit]) -> bool:
+    """Whether any limit sums calls over a window (and so needs reservations)."""
+    return any(
+        limit.window != "request" and (limit.tokens is not None or limit.usd is not None)
+        for limit in limits
+    )
+
+
+def check_request(caller: Caller, limits: Sequence[Limit], tokens: int, usd: float) -> None:
+    """The per-request limits alone: BudgetExceeded if this one call is too big."""
+    for limit in limits:
+        if limit.window == "request":
+            _check(limit, caller, "tokens", limit.tokens, 0, tokens)
+            _check(limit, caller, "usd", limit.usd, 0.0, usd)
+
+
 def _check(
     limit: Limit, caller: Caller, unit: str, cap: float | None, spent: float, needed: float
 ) -> None:
@@ -192,6 +208,62 @@ class Ledger:
                 self._db.execute("ROLLBACK")
                 raise
         return int(cursor.lastrowid or 0)
+
+    def record(
+        self,
+        caller: Caller,
+        model: str,
+        usage: Usage | None,
+        usd: float,
+        *,
+        request_id: str | None = None,
+        outcome: str = "ok",
+        now: datetime | None = None,
+    ) -> None:
+        """Write one finished call in one transaction: settled with its usage, or released
+        (None: it failed before using anything billable). For budgets with no window
+        limit, where no later call is checked against a running total, so nothing has to
+        be reserved first; that saves a commit per call (measured ~0.1 ms here)."""
+        now = now or datetime.now(UTC)
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        total = usage.input_tokens + usage.output_tokens if usage else 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO calls (ts, day, month, model, user, feature, tenant, state, "
+                    "tokens, usd, input_tokens, output_tokens, cached_input_tokens, "
+                    "cache_write_tokens, request_id, outcome) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        now.timestamp(),
+                        day,
+                        month,
+                        model,
+                        caller.user,
+                        caller.feature,
+                        caller.tenant,
+                        "settled" if usage else "released",
+                        total,
+                        usd if usage else 0.0,
+                        usage.input_tokens if usage else 0,
+                        usage.output_tokens if usage else 0,
+                        usage.cached_input_tokens if usage else 0,
+                        usage.cache_write_tokens if usage else 0,
+                        request_id,
+                        outcome,
+                    ),
+                )
+                if usage:
+                    self._add(
+                        self._slots(caller.user, caller.feature, caller.tenant, day, month),
+                        total,
+                        usd,
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def _finish(
         self, reservation: int, sql: str, params: tuple[object, ...], tokens: int, usd: float
@@ -304,6 +376,23 @@ class Ledger:
             self._db,
             self._lock,
             lambda: self.settle(reservation, usage, usd, request_id=request_id, outcome=outcome),
+            timeout_ms=BUSY_TIMEOUT_MS,
+        )
+
+    async def arecord(
+        self,
+        caller: Caller,
+        model: str,
+        usage: Usage | None,
+        usd: float,
+        *,
+        request_id: str | None = None,
+        outcome: str = "ok",
+    ) -> None:
+        await run_quickly(
+            self._db,
+            self._lock,
+            lambda: self.record(caller, model, usage, usd, request_id=request_id, outcome=outcome),
             timeout_ms=BUSY_TIMEOUT_MS,
         )
 

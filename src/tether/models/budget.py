@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextvars
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from tether.errors import ConfigError
-from tether.ledger import Caller, Ledger, Limit
+from tether.ledger import Caller, Ledger, Limit, check_request, windowed
 from tether.models.chat import (
     ChatModel,
     ChatRequest,
@@ -51,6 +52,14 @@ def current_caller() -> Caller:
     return _CALLER.get()
 
 
+@dataclass(frozen=True)
+class _Ticket:
+    """Who a call is billed to, and its reservation (None: written once at the end)."""
+
+    caller: Caller
+    reservation: int | None
+
+
 class BudgetedChatModel:
     def __init__(
         self,
@@ -70,6 +79,7 @@ class BudgetedChatModel:
                 f"no price for {inner.name} in the price table; use token limits or add it"
             )
         self._counter = counter or TiktokenCounter()
+        self._windowed = windowed(self._limits)
 
     @property
     def name(self) -> str:
@@ -83,27 +93,54 @@ class BudgetedChatModel:
     def _cost(self, usage: Usage) -> float:
         return cost_usd(usage, self._price) if self._price else 0.0
 
-    async def _reserve(self, request: ChatRequest) -> int:
+    async def _open(self, request: ChatRequest) -> _Ticket:
+        caller = current_caller()
         tokens, usd = self._estimate(request)
-        return await self._ledger.areserve(current_caller(), self.name, tokens, usd, self._limits)
+        if not self._windowed:
+            # Nothing sums over calls: check this one, and write it once when it ends.
+            check_request(caller, self._limits, tokens, usd)
+            return _Ticket(caller, None)
+        reservation = await self._ledger.areserve(caller, self.name, tokens, usd, self._limits)
+        return _Ticket(caller, reservation)
+
+    async def _settle(
+        self,
+        ticket: _Ticket,
+        usage: Usage,
+        usd: float,
+        *,
+        request_id: str | None = None,
+        outcome: str = "ok",
+    ) -> None:
+        if ticket.reservation is None:
+            await self._ledger.arecord(
+                ticket.caller, self.name, usage, usd, request_id=request_id, outcome=outcome
+            )
+        else:
+            await self._ledger.asettle(
+                ticket.reservation, usage, usd, request_id=request_id, outcome=outcome
+            )
+
+    async def _release(self, ticket: _Ticket, outcome: str) -> None:
+        if ticket.reservation is None:
+            await self._ledger.arecord(ticket.caller, self.name, None, 0.0, outcome=outcome)
+        else:
+            await self._ledger.arelease(ticket.reservation, outcome=outcome)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        reservation = await self._reserve(request)
+        ticket = await self._open(request)
         try:
             response = await self._inner.chat(request)
         except BaseException as exc:
-            await self._ledger.arelease(reservation, outcome=type(exc).__name__)
+            await self._release(ticket, type(exc).__name__)
             raise
-        await self._ledger.asettle(
-            reservation,
-            response.usage,
-            self._cost(response.usage),
-            request_id=response.request_id,
+        await self._settle(
+            ticket, response.usage, self._cost(response.usage), request_id=response.request_id
         )
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        reservation = await self._reserve(request)
+        ticket = await self._open(request)
         tally = StreamTally()
         try:
             async for event in self._inner.stream(request):
@@ -114,8 +151,8 @@ class BudgetedChatModel:
             raise
         finally:
             if tally.usage is not None:
-                await self._ledger.asettle(
-                    reservation,
+                await self._settle(
+                    ticket,
                     tally.usage,
                     self._cost(tally.usage),
                     request_id=tally.request_id,
@@ -124,8 +161,8 @@ class BudgetedChatModel:
             elif tally.delivered:
                 # Tokens were produced but never reported: keep the reservation as spent.
                 tokens, usd = self._estimate(request)
-                await self._ledger.asettle(
-                    reservation,
+                await self._settle(
+                    ticket,
                     Usage(
                         input_tokens=tokens - request.max_tokens, output_tokens=request.max_tokens
                     ),
@@ -133,4 +170,4 @@ class BudgetedChatModel:
                     outcome=f"{tally.outcome} (estimated)",
                 )
             else:
-                await self._ledger.arelease(reservation, outcome=tally.outcome)
+                await self._release(ticket, tally.outcome)

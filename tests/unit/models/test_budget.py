@@ -182,3 +182,40 @@ async def test_a_stream_failing_before_any_event_releases(tmp_path: Path) -> Non
         async for _ in model.stream(REQUEST):
             pass
     assert spent(ledger) == 0 and ledger.summary(by=()) == []
+
+
+async def test_request_only_limits_write_each_call_once(tmp_path: Path) -> None:
+    """With no window limit nothing needs reserving: a call is one settled row, a failed
+    call one released row, and nothing is ever left 'reserved'."""
+    import sqlite3
+
+    ledger = Ledger(tmp_path / "l.db")
+    fake = FakeChatModel([reply(8, 5), ProviderUnavailable("down")])
+    model = budgeted(fake, ledger, Limit("request", tokens=ESTIMATE))
+    with calling_as(user="ann", feature="f", tenant="t"):
+        await model.chat(REQUEST)
+        with pytest.raises(ProviderUnavailable):
+            await model.chat(REQUEST)
+    rows = (
+        sqlite3.connect(tmp_path / "l.db")
+        .execute(
+            "SELECT state, tokens, input_tokens, output_tokens, user, tenant, outcome FROM calls "
+            "ORDER BY id"
+        )
+        .fetchall()
+    )
+    assert rows == [
+        ("settled", 13, 8, 5, "ann", "t", "ok"),
+        ("released", 0, 0, 0, "ann", "t", "ProviderUnavailable"),
+    ]
+    assert spent(ledger) == 13
+    # the running totals still move, so a window limit added later sees this spend
+    assert ledger._total("user_day", "ann", datetime.now(UTC).strftime("%Y-%m-%d"))[0] == 13
+
+
+async def test_request_only_limits_still_refuse_an_oversized_call(tmp_path: Path) -> None:
+    fake = FakeChatModel([reply()])
+    model = budgeted(fake, Ledger(tmp_path / "l.db"), Limit("request", tokens=ESTIMATE - 1))
+    with pytest.raises(BudgetExceeded):
+        await model.chat(REQUEST)
+    assert fake.requests == []
