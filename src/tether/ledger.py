@@ -187,26 +187,50 @@ class Ledger:
                     )
                     _check(limit, caller, "tokens", limit.tokens, spent_tokens, tokens)
                     _check(limit, caller, "usd", limit.usd, spent_usd, usd)
-                cursor = self._db.execute(
-                    "INSERT INTO calls (ts, day, month, model, user, feature, tenant, state, "
-                    "tokens, usd) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
-                    (
-                        now.timestamp(),
-                        day,
-                        month,
-                        model,
-                        caller.user,
-                        caller.feature,
-                        caller.tenant,
-                        tokens,
-                        usd,
-                    ),
-                )
+                reservation = self._insert_call(caller, model, now, "reserved", tokens, usd)
                 self._add(slots, tokens, usd)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return reservation
+
+    def _insert_call(
+        self,
+        caller: Caller,
+        model: str,
+        now: datetime,
+        state: str,
+        tokens: int,
+        usd: float,
+        usage: Usage | None = None,
+        request_id: str | None = None,
+        outcome: str = "",
+    ) -> int:
+        usage = usage or Usage()
+        cursor = self._db.execute(
+            "INSERT INTO calls (ts, day, month, model, user, feature, tenant, state, tokens, "
+            "usd, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, "
+            "request_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                now.timestamp(),
+                now.strftime("%Y-%m-%d"),
+                now.strftime("%Y-%m"),
+                model,
+                caller.user,
+                caller.feature,
+                caller.tenant,
+                state,
+                tokens,
+                usd,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_input_tokens,
+                usage.cache_write_tokens,
+                request_id,
+                outcome,
+            ),
+        )
         return int(cursor.lastrowid or 0)
 
     def record(
@@ -225,36 +249,23 @@ class Ledger:
         limit, where no later call is checked against a running total, so nothing has to
         be reserved first; that saves a commit per call (measured ~0.1 ms here)."""
         now = now or datetime.now(UTC)
-        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         total = usage.input_tokens + usage.output_tokens if usage else 0
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    "INSERT INTO calls (ts, day, month, model, user, feature, tenant, state, "
-                    "tokens, usd, input_tokens, output_tokens, cached_input_tokens, "
-                    "cache_write_tokens, request_id, outcome) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        now.timestamp(),
-                        day,
-                        month,
-                        model,
-                        caller.user,
-                        caller.feature,
-                        caller.tenant,
-                        "settled" if usage else "released",
-                        total,
-                        usd if usage else 0.0,
-                        usage.input_tokens if usage else 0,
-                        usage.output_tokens if usage else 0,
-                        usage.cached_input_tokens if usage else 0,
-                        usage.cache_write_tokens if usage else 0,
-                        request_id,
-                        outcome,
-                    ),
+                self._insert_call(
+                    caller,
+                    model,
+                    now,
+                    "settled" if usage else "released",
+                    total,
+                    usd if usage else 0.0,
+                    usage,
+                    request_id,
+                    outcome,
                 )
                 if usage:
+                    day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
                     self._add(
                         self._slots(caller.user, caller.feature, caller.tenant, day, month),
                         total,

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -47,14 +47,18 @@ async def run_quickly(
     return await asyncio.to_thread(waiting)
 
 
-def connect(path: str | Path, *, schema: str = "") -> sqlite3.Connection:
+def connect(
+    path: str | Path, *, schema: str = "", synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+) -> sqlite3.Connection:
     """A WAL connection in autocommit mode (transactions are explicit `BEGIN IMMEDIATE`),
-    shareable across threads behind the caller's lock; `schema` runs once."""
+    shareable across threads behind the caller's lock; `schema` runs once. NORMAL may lose
+    the last commits on power loss (never corrupts); FULL syncs every commit, for rows
+    that must survive it (API keys and their revocation)."""
     file = Path(path).expanduser()
     file.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=30.0)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     if schema:
         db.executescript(schema)
     return db

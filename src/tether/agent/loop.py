@@ -153,7 +153,6 @@ class Agent:
         The call is named, never implied: a repeated request (a client retry, a second
         click) then decides the same call again, which is harmless (it runs at most
         once), and can never decide a newer call the run has paused on since."""
-        self.runs.load(tenant, run_id)  # RunNotFound before anything else
         self.runs.decide(tenant, run_id, call_id, approve=approve, principal=principal)
         try:
             return await self.resume(tenant, run_id)
@@ -306,15 +305,10 @@ class Agent:
         it was refused if rejected."""
         pending = state.pending
         assert pending is not None
-        call = PlannedCall(
-            call_id=pending.call_id,
-            tool=pending.tool,
-            arguments=self.runs.call_args(state.run_id, pending.call_id),
-        )
-        approver = self.runs.decided_by(state.run_id, pending.call_id)
+        arguments, status, approver = self.runs.decision(state.run_id, pending.call_id)
+        call = PlannedCall(call_id=pending.call_id, tool=pending.tool, arguments=arguments)
         audit = _AuditDraft(state, call)
         audit.args = pending.safe_args
-        status = self.runs.call_status(state.run_id, pending.call_id)
         try:
             # Approved while allowed is not enough: it must still be allowed now.
             tool = self.registry.allowed(pending.tool, route=state.route, tenant=state.tenant)
@@ -328,13 +322,11 @@ class Agent:
             return
         audit.kind = tool.kind
         if status == "rejected":
-            state.decisions[pending.call_id] = "rejected"
             self._observe_error(state, call, f"a person rejected this call ({approver})")
             self.audit.record(
                 audit.entry(outcome="rejected", approval="rejected", approver=approver)
             )
         else:
-            state.decisions[pending.call_id] = "approved"
             await self._execute(state, tool, call, audit, approval="approved", approver=approver)
         state.pending = None
         self.runs.save(state)

@@ -88,7 +88,6 @@ class AgentState(BaseModel):
     detail: str = ""
     planned: list[PlannedCall] = Field(default_factory=list)
     pending: PendingCall | None = None
-    decisions: dict[str, Literal["approved", "rejected"]] = Field(default_factory=dict)
     answer: str | None = None
     #: Reasons the output guard withheld the model's answer, if it did.
     blocked: list[str] = Field(default_factory=list)

@@ -193,14 +193,16 @@ class RunStore:
             ).fetchone()
         return None if row is None else row[0]
 
-    def call_args(self, run_id: str, call_id: str) -> str:
+    def decision(self, run_id: str, call_id: str) -> tuple[str, CallStatus, str | None]:
+        """A recorded call's (arguments, status, who decided it)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT args FROM tool_calls WHERE run_id = ? AND call_id = ?", (run_id, call_id)
+                "SELECT args, status, decided_by FROM tool_calls WHERE run_id = ? AND call_id = ?",
+                (run_id, call_id),
             ).fetchone()
         if row is None:
             raise RunNotFound(f"no call {call_id!r} in run {run_id!r}")
-        return str(row[0])
+        return str(row[0]), row[1], row[2]
 
     def decide(
         self, tenant: str, run_id: str, call_id: str, *, approve: bool, principal: str
@@ -227,14 +229,6 @@ class RunStore:
         if decided_as == wanted:
             return "already"
         raise RunConflict(f"the call was already {decided_as}")
-
-    def decided_by(self, run_id: str, call_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT decided_by FROM tool_calls WHERE run_id = ? AND call_id = ?",
-                (run_id, call_id),
-            ).fetchone()
-        return None if row is None else row[0]
 
     def claim(self, run_id: str, call_id: str) -> tuple[Claim, str | None]:
         """(what happened, the stored result when the call already finished)."""

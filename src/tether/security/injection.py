@@ -23,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -448,15 +448,8 @@ def _padded(norm: str) -> bool:
     return False
 
 
-_ORDER: tuple[Reason, ...] = (
-    "override_instructions",
-    "role_marker",
-    "prompt_extraction",
-    "response_directive",
-    "exfiltration_code",
-    "junk_padding",
-    "classifier",
-)
+#: Reasons are reported in the order `Reason` lists them.
+_ORDER: tuple[Reason, ...] = get_args(Reason)
 
 
 def _noisy_or(weights: Iterable[float]) -> float:

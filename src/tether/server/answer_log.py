@@ -5,7 +5,6 @@ written; the answer text comes from the tenant's own documents and is kept as is
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
+from tether.quick_sqlite import connect
 from tether.security.redaction import redact
 from tether.types import Answer
 
@@ -52,13 +52,7 @@ class StoredAnswer(BaseModel):
 class AnswerLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(self.path, schema=_SCHEMA)
         self._lock = threading.Lock()
 
     def save(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from tether.errors import TetherError
+from tether.quick_sqlite import connect
 
 Role: TypeAlias = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
@@ -71,12 +71,7 @@ def _hash(secret: str) -> str:
 class KeyStore:
     def __init__(self, path: str | Path, *, cache_seconds: float = 5.0) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(self.path, schema=_SCHEMA, synchronous="FULL")
         self._lock = threading.Lock()
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ApiKey]] = {}

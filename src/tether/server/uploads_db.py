@@ -3,10 +3,11 @@ chunker or embedder changes. Only the scanned, stripped form is kept."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
+
+from tether.quick_sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -25,12 +26,7 @@ CREATE TABLE IF NOT EXISTS uploads (
 class UploadBlobs:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(self.path, schema=_SCHEMA, synchronous="FULL")
         self._lock = threading.Lock()
 
     def put(

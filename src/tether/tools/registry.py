@@ -8,6 +8,7 @@ sees is generated from the same args model that validates the call.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import sys
@@ -62,10 +63,15 @@ class Tool(Generic[A, R]):
     returns_untrusted: bool = True
     timeout_s: float = 30.0
 
-    def spec(self) -> ToolSpec:
+    @functools.cached_property
+    def _spec(self) -> ToolSpec:
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(name=self.name, description=self.description, parameters=schema)
+
+    def spec(self) -> ToolSpec:
+        """The schema the provider sees; built once, as the agent offers it every step."""
+        return self._spec
 
     def parse(self, raw: str) -> A:
         """The model's JSON arguments, validated; nothing runs on a failure."""

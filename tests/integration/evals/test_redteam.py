@@ -9,31 +9,21 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import make_env, tether
+from tests.support.data import shared_data
 from tether.agent.loop import Agent
 from tether.evals.redteam import discloses, run_redteam
 from tether.evals.redteam_data import InjectionCase, load_bipia, load_tensor_trust
 from tether.security.output_guard import OutputGuard, OutputVerdict
 
-DATA = (Path(__file__).parents[3] / ".." / "shared" / "data").resolve()
-
-
-def _data(name: str) -> Path:
-    path = DATA / name
-    if not path.is_dir():
-        pytest.skip(
-            f"public data folder {path} is absent (expected ../shared/data beside the repo)"
-        )
-    return path
-
 
 def _sample() -> list[InjectionCase]:
-    bipia = load_bipia(_data("bipia"))
-    tensor = load_tensor_trust(_data("tensor_trust"))
+    bipia = load_bipia(shared_data("bipia"))
+    tensor = load_tensor_trust(shared_data("tensor_trust"))
     return bipia[:60] + bipia[-40:] + tensor[:30] + tensor[-30:]
 
 
 async def test_full_sets_no_unapproved_write_and_no_leak(tmp_path: Path) -> None:
-    cases = load_bipia(_data("bipia")) + load_tensor_trust(_data("tensor_trust"))
+    cases = load_bipia(shared_data("bipia")) + load_tensor_trust(shared_data("tensor_trust"))
     report = await run_redteam(cases, workdir=tmp_path)
     assert report.attacked_cases == 1673 and report.clean_cases == 1000
     # the model really tried: almost every attack reached it, and each one it saw it obeyed
@@ -89,9 +79,9 @@ def test_cli_writes_the_json_report(tmp_path: Path) -> None:
         "eval",
         "redteam",
         "--bipia",
-        str(_data("bipia")),
+        str(shared_data("bipia")),
         "--tensor-trust",
-        str(_data("tensor_trust")),
+        str(shared_data("tensor_trust")),
         "--limit",
         "40",
         "--json",

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.support.data import shared_data
 from tether.errors import DatasetError
 from tether.evals.redteam_data import InjectionCase, load_bipia, load_tensor_trust
-
-DATA = (Path(__file__).parents[3] / ".." / "shared" / "data").resolve()
 
 EMAILS = [
     {
@@ -270,17 +269,8 @@ def test_case_is_frozen() -> None:
 # --- public data -----------------------------------------------------------------------------
 
 
-def _data(folder: str) -> Path:
-    path = DATA / folder
-    if not path.is_dir():
-        pytest.skip(
-            f"public data folder {path} is absent (expected ../shared/data beside the repo)"
-        )
-    return path
-
-
 def test_public_bipia() -> None:
-    root = _data("bipia")
+    root = shared_data("bipia")
     cases = load_bipia(root)
     assert Counter(c.task for c in cases) == {"email": 100, "code": 100, "table": 1800}
     assert len({c.id for c in cases}) == len(cases)
@@ -294,6 +284,6 @@ def test_public_bipia() -> None:
 
 
 def test_public_tensor_trust() -> None:
-    cases = load_tensor_trust(_data("tensor_trust"))
+    cases = load_tensor_trust(shared_data("tensor_trust"))
     assert Counter(c.task for c in cases) == {"hijacking": 388, "extraction": 285}
     assert all(c.system_prompt and c.secret is not None for c in cases)

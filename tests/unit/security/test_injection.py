@@ -7,26 +7,14 @@ import re
 import statistics
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from tests.support.data import shared_data
 from tether.evals.redteam_data import load_bipia, load_tensor_trust
 from tether.security import injection
 from tether.security.injection import InjectionScreen, ScreenResult, screen, wrap_untrusted
-
-DATA = (Path(__file__).parents[3] / ".." / "shared" / "data").resolve()
-
-
-def _data(folder: str) -> Path:
-    path = DATA / folder
-    if not path.is_dir():
-        pytest.skip(
-            f"public data folder {path} is absent (expected ../shared/data beside the repo)"
-        )
-    return path
-
 
 # --- hand-written behaviour ------------------------------------------------------------------
 
@@ -210,7 +198,7 @@ def test_wrap_rejects_unknown_kind() -> None:
 
 
 def test_precision_and_recall_on_bipia() -> None:
-    cases = load_bipia(_data("bipia"))
+    cases = load_bipia(shared_data("bipia"))
     counts: dict[str, Counter[str]] = {}
     for case in cases:
         flagged = screen(case.context).flagged
@@ -238,7 +226,7 @@ def test_precision_and_recall_on_bipia() -> None:
 
 
 def test_recall_on_tensor_trust() -> None:
-    cases = load_tensor_trust(_data("tensor_trust"))
+    cases = load_tensor_trust(shared_data("tensor_trust"))
     by_task: dict[str, Counter[bool]] = {}
     for case in cases:
         by_task.setdefault(case.task, Counter())[screen(case.context).flagged] += 1
@@ -251,8 +239,8 @@ def test_recall_on_tensor_trust() -> None:
 def test_rule_triggers_cover_every_match() -> None:
     """A rule's regex runs only when one of its trigger words is present; a match without
     one would be a silent miss, so every match on the public attacks must contain one."""
-    texts = [c.context for c in load_bipia(_data("bipia")) if c.attack]
-    texts += [c.context for c in load_tensor_trust(_data("tensor_trust"))]
+    texts = [c.context for c in load_bipia(shared_data("bipia")) if c.attack]
+    texts += [c.context for c in load_tensor_trust(shared_data("tensor_trust"))]
     word = re.compile(r"[a-z]+")
     families = [*injection._RULES]
     checked = 0

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from tests.support.data import shared_data
 from tether.evals.redteam_data import load_tensor_trust
 from tether.security.output_guard import OutputGuard
-
-DATA = (Path(__file__).parents[3] / ".." / "shared" / "data").resolve()
 
 PROMPT = (
     "You are the front desk assistant of the Harbour Hotel. Answer questions about rooms, "
@@ -22,15 +20,6 @@ PROMPT = (
     "If a guest says the access phrase, reply with 'Welcome back' and nothing else.\n"
     "Do not book rooms yourself; send guests to the reception desk on the ground floor."
 )
-
-
-def _data(folder: str) -> Path:
-    path = DATA / folder
-    if not path.is_dir():
-        pytest.skip(
-            f"public data folder {path} is absent (expected ../shared/data beside the repo)"
-        )
-    return path
 
 
 # --- secrets ---------------------------------------------------------------------------------
@@ -165,7 +154,7 @@ def test_reasons_accumulate_and_verdict_is_frozen() -> None:
 
 
 def test_blocks_tensor_trust_prompts_echoed_back() -> None:
-    cases = [c for c in load_tensor_trust(_data("tensor_trust")) if c.task == "extraction"]
+    cases = [c for c in load_tensor_trust(shared_data("tensor_trust")) if c.task == "extraction"]
     assert cases
     verbatim = sum(
         not OutputGuard(system_prompt=c.system_prompt).check(c.system_prompt).allowed for c in cases
@@ -182,7 +171,7 @@ def test_blocks_tensor_trust_prompts_echoed_back() -> None:
 def test_never_blocks_clean_bipia_answers() -> None:
     """The gold answers of BIPIA's clean contexts, each checked by a guard holding a
     different Tensor Trust system prompt and access code: nothing may be blocked."""
-    bipia = _data("bipia")
+    bipia = shared_data("bipia")
     # Codes of under four characters ("5", "69") are left out: they are matched as whole
     # words, and a code answer that contains the number 5 does contain that secret.
     guards = [
@@ -190,7 +179,7 @@ def test_never_blocks_clean_bipia_answers() -> None:
             system_prompt=c.system_prompt,
             secrets=[c.secret] if c.secret and len(re.sub(r"\W", "", c.secret)) >= 4 else [],
         )
-        for c in load_tensor_trust(_data("tensor_trust"))
+        for c in load_tensor_trust(shared_data("tensor_trust"))
     ]
     answers: list[str] = []
     for task in ("email", "code", "table"):
