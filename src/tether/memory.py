@@ -38,7 +38,6 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -52,7 +51,7 @@ from tether.models.chat import ChatModel
 from tether.observability.redacting import MAX_CHARS as SPAN_MAX_CHARS
 from tether.observability.tracing import using_prompt
 from tether.prompts.memory_summary_v1 import MemorySummaryV1, SummaryInputs, SummaryOutput, Turn
-from tether.quick_sqlite import run_quickly
+from tether.quick_sqlite import QuickDb, transaction
 from tether.security.redaction import redact
 from tether.structured import generate
 from tether.types import Message
@@ -541,37 +540,23 @@ class Memory:
         self._summarize_every = summarize_every
         self._min_match = min_match_chars
         self._clock = clock
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # On from the start: superseded rows rewritten and folded messages deleted must
-        # not leave their bytes in free pages for a later forget to chase.
-        self._db.execute("PRAGMA secure_delete=ON")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.RLock()
+        # secure_delete on from the start: superseded rows rewritten and folded messages
+        # deleted must not leave their bytes in free pages for a later forget to chase.
+        self._sql = QuickDb(self.path, schema=_SCHEMA, pragmas=("secure_delete=ON",))
+        # The waiting connection, for work already off the event loop (forget's checks).
+        self._db, self._lock = self._sql.waiting, self._sql.lock
         #: Folds skipped because the summarizer failed (the messages stay verbatim and
         #: the next message retries the fold).
         self.summary_failures = 0
 
     # -- plumbing --
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await run_quickly(self._db, self._lock, fn, timeout_ms=30_000)
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._sql.run(fn)
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
-        def run() -> T:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
-
-        return run
+    @staticmethod
+    def _tx(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+        return lambda db: transaction(db, fn)
 
     # -- facts --
 
@@ -690,9 +675,8 @@ class Memory:
         )
         key = None if subject is None else _key(subject)
 
-        def read() -> list[Fact]:
-            with self._lock:
-                rows = self._db.execute(sql, (tenant, user, key, key)).fetchall()
+        def read(db: sqlite3.Connection) -> list[Fact]:
+            rows = db.execute(sql, (tenant, user, key, key)).fetchall()
             return [_fact(r) for r in rows]
 
         return await self._run(read)
@@ -706,9 +690,8 @@ class Memory:
             "AND subject = ? ORDER BY recorded_at, version"
         )
 
-        def read() -> list[Fact]:
-            with self._lock:
-                rows = self._db.execute(sql, (tenant, user, _key(subject))).fetchall()
+        def read(db: sqlite3.Connection) -> list[Fact]:
+            rows = db.execute(sql, (tenant, user, _key(subject))).fetchall()
             return [_fact(r) for r in rows]
 
         return await self._run(read)
@@ -756,18 +739,19 @@ class Memory:
         await self._run(self._tx(append))
         await self._fold(tenant, conversation_id)
 
-    def _fold_candidates(self, tenant: str, conversation_id: str) -> _Fold | None:
-        with self._lock:
-            state = self._db.execute(
-                "SELECT generation, folded, summary FROM conversations "
-                "WHERE tenant = ? AND conversation_id = ?",
-                (tenant, conversation_id),
-            ).fetchone()
-            rows = self._db.execute(
-                "SELECT seq, role, content, name FROM messages "
-                "WHERE tenant = ? AND conversation_id = ? ORDER BY seq",
-                (tenant, conversation_id),
-            ).fetchall()
+    def _fold_candidates(
+        self, db: sqlite3.Connection, tenant: str, conversation_id: str
+    ) -> _Fold | None:
+        state = db.execute(
+            "SELECT generation, folded, summary FROM conversations "
+            "WHERE tenant = ? AND conversation_id = ?",
+            (tenant, conversation_id),
+        ).fetchone()
+        rows = db.execute(
+            "SELECT seq, role, content, name FROM messages "
+            "WHERE tenant = ? AND conversation_id = ? ORDER BY seq",
+            (tenant, conversation_id),
+        ).fetchall()
         overflow = len(rows) - self._keep_recent
         if state is None or overflow < self._summarize_every:
             return None
@@ -781,7 +765,7 @@ class Memory:
         )
 
     async def _fold(self, tenant: str, conversation_id: str) -> None:
-        fold = await self._run(lambda: self._fold_candidates(tenant, conversation_id))
+        fold = await self._run(lambda db: self._fold_candidates(db, tenant, conversation_id))
         if fold is None:
             return
         try:
@@ -814,18 +798,17 @@ class Memory:
         """The summary and the verbatim recent messages (empty for an unknown id)."""
         _tenant(tenant)
 
-        def read() -> ConversationView:
-            with self._lock:
-                head = self._db.execute(
-                    "SELECT user_id, summary FROM conversations "
-                    "WHERE tenant = ? AND conversation_id = ?",
-                    (tenant, conversation_id),
-                ).fetchone()
-                rows = self._db.execute(
-                    "SELECT role, content, name FROM messages "
-                    "WHERE tenant = ? AND conversation_id = ? ORDER BY seq",
-                    (tenant, conversation_id),
-                ).fetchall()
+        def read(db: sqlite3.Connection) -> ConversationView:
+            head = db.execute(
+                "SELECT user_id, summary FROM conversations "
+                "WHERE tenant = ? AND conversation_id = ?",
+                (tenant, conversation_id),
+            ).fetchone()
+            rows = db.execute(
+                "SELECT role, content, name FROM messages "
+                "WHERE tenant = ? AND conversation_id = ? ORDER BY seq",
+                (tenant, conversation_id),
+            ).fetchall()
             return ConversationView(
                 conversation_id=conversation_id,
                 user=None if head is None else head[0],
@@ -839,13 +822,12 @@ class Memory:
         """Ids of `user`'s conversations, most recently active first."""
         _tenant(tenant)
 
-        def read() -> list[str]:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT conversation_id FROM conversations WHERE tenant = ? AND user_id = ? "
-                    "ORDER BY updated_at DESC, conversation_id",
-                    (tenant, user),
-                ).fetchall()
+        def read(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT conversation_id FROM conversations WHERE tenant = ? AND user_id = ? "
+                "ORDER BY updated_at DESC, conversation_id",
+                (tenant, user),
+            ).fetchall()
             return [str(r[0]) for r in rows]
 
         return await self._run(read)
@@ -904,7 +886,7 @@ class Memory:
         verify = [*checked, *late_checked]
         await asyncio.to_thread(self._settle, verify)
 
-        left = await self._run(lambda: self._remaining(target))
+        left = await self._run(lambda db: self._remaining(db, target))
         residue = await asyncio.to_thread(
             files_holding, [f for p in paths for f in db_files(p)], verify
         )
@@ -989,24 +971,23 @@ class Memory:
         with self._lock:
             settle(self._db, self.path, texts)
 
-    def _remaining(self, target: _Target) -> int:
+    @staticmethod
+    def _remaining(db: sqlite3.Connection, target: _Target) -> int:
         fact_where, fact_args = target.facts_where()
         conv_where, conv_args = target.conversations_where()
-        with self._lock:
-            facts = self._db.execute(
-                f"SELECT COUNT(*) FROM facts WHERE {fact_where}", fact_args
+        facts = db.execute(f"SELECT COUNT(*) FROM facts WHERE {fact_where}", fact_args).fetchone()[
+            0
+        ]
+        conversations = db.execute(
+            f"SELECT COUNT(*) FROM conversations WHERE {conv_where}", conv_args
+        ).fetchone()[0]
+        messages = 0
+        if target.conversation_id is not None:
+            messages = db.execute(
+                "SELECT COUNT(*) FROM messages WHERE tenant = ? AND conversation_id = ?",
+                (target.tenant, target.conversation_id),
             ).fetchone()[0]
-            conversations = self._db.execute(
-                f"SELECT COUNT(*) FROM conversations WHERE {conv_where}", conv_args
-            ).fetchone()[0]
-            messages = 0
-            if target.conversation_id is not None:
-                messages = self._db.execute(
-                    "SELECT COUNT(*) FROM messages WHERE tenant = ? AND conversation_id = ?",
-                    (target.tenant, target.conversation_id),
-                ).fetchone()[0]
         return int(facts) + int(conversations) + int(messages)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._sql.close()

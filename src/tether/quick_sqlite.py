@@ -1,10 +1,18 @@
-"""Run a short SQLite operation on the event loop when it cannot wait, else in a thread.
+"""SQLite for the event loop: a short operation runs inline when it cannot wait, else in a
+thread.
 
 A thread hop costs ~0.1 ms here, more than the ledger and cache statements themselves.
-So a call first runs inline with the connection's busy timeout at zero and its lock
-taken without blocking; only if another thread or process holds the lock does it go to
-a worker thread and wait there. The event loop never blocks on someone else's lock.
-Operations must be safe to re-run after a busy failure (begin their transaction first).
+So `QuickDb` opens its file twice:
+
+* `now`, busy timeout 0, used inline on the event loop and only when its lock is free:
+  if another connection, thread or process holds SQLite's lock, the operation fails at
+  once instead of blocking the loop;
+* `waiting`, busy timeout `timeout_s`, used by a worker thread when `now` could not run,
+  and by synchronous callers (`call`).
+
+Two connections rather than one whose busy timeout is switched per call: the two PRAGMAs
+that switching takes cost ~35 µs of a gateway request here. Operations must be safe to
+re-run after a busy failure (begin their transaction first).
 """
 
 from __future__ import annotations
@@ -12,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
 T = TypeVar("T")
+Synchronous = Literal["NORMAL", "FULL"]
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -24,31 +33,13 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-async def run_quickly(
-    db: sqlite3.Connection, lock: threading.RLock, fn: Callable[[], T], *, timeout_ms: int
-) -> T:
-    if lock.acquire(blocking=False):
-        try:
-            db.execute("PRAGMA busy_timeout=0")
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-            finally:
-                db.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
-        finally:
-            lock.release()
-
-    def waiting() -> T:
-        with lock:
-            return fn()
-
-    return await asyncio.to_thread(waiting)
-
-
 def connect(
-    path: str | Path, *, schema: str = "", synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    path: str | Path,
+    *,
+    schema: str = "",
+    synchronous: Synchronous = "NORMAL",
+    timeout_s: float = 30.0,
+    pragmas: Sequence[str] = (),
 ) -> sqlite3.Connection:
     """A WAL connection in autocommit mode (transactions are explicit `BEGIN IMMEDIATE`),
     shareable across threads behind the caller's lock; `schema` runs once. NORMAL may lose
@@ -56,9 +47,68 @@ def connect(
     that must survive it (API keys and their revocation)."""
     file = Path(path).expanduser()
     file.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=timeout_s)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
+    for pragma in pragmas:
+        db.execute(f"PRAGMA {pragma}")
     if schema:
         db.executescript(schema)
     return db
+
+
+def transaction(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """`fn(db)` inside `BEGIN IMMEDIATE` … `COMMIT`, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+class QuickDb:
+    """One SQLite file on two connections (see the module): `run` for the event loop,
+    `call` for threads and synchronous code. `lock` guards `waiting`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        schema: str = "",
+        synchronous: Synchronous = "NORMAL",
+        timeout_s: float = 30.0,
+        pragmas: Sequence[str] = (),
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.waiting = connect(
+            self.path, schema=schema, synchronous=synchronous, timeout_s=timeout_s, pragmas=pragmas
+        )
+        self.lock = threading.RLock()
+        self.now = connect(self.path, synchronous=synchronous, timeout_s=0.0, pragmas=pragmas)
+        self._now_lock = threading.Lock()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(now)` inline if nothing holds a lock, else `fn(waiting)` in a worker thread."""
+        if self._now_lock.acquire(blocking=False):
+            try:
+                return fn(self.now)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+            finally:
+                self._now_lock.release()
+        return await asyncio.to_thread(self.call, fn)
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(waiting)`, waiting for SQLite's lock up to the busy timeout."""
+        with self.lock:
+            return fn(self.waiting)
+
+    def close(self) -> None:
+        with self._now_lock:
+            self.now.close()
+        with self.lock:
+            self.waiting.close()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
+from yarl import URL
 
 from tether.models.http import add_upstream
 
@@ -23,6 +24,9 @@ log = logging.getLogger("tether.models.aiohttp_transport")
 
 #: Idle upstream connections kept per host; enough for a few hundred requests in flight.
 MAX_CONNECTIONS = 256
+#: Parsed upstream URLs kept: a gateway calls a handful of endpoints, and aiohttp would
+#: otherwise parse the same string again on every request (~7 µs here).
+_URLS_KEPT = 256
 
 
 def _mapped(exc: BaseException, phase: str) -> httpx.TransportError:
@@ -72,6 +76,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: a ClientSession binds to the running loop.
@@ -84,25 +90,40 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
+    def _url(self, url: httpx.URL) -> URL:
+        text = str(url)
+        parsed = self._urls.get(text)
+        if parsed is None:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            # httpx has already percent-encoded it: parse, don't re-encode.
+            parsed = self._urls[text] = URL(text, encoded=True)
+        return parsed
+
+    def _timeout(self, timeout: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        key = (timeout.get("pool"), timeout.get("connect"), timeout.get("read"))
+        made = self._timeouts.get(key)
+        if made is None:
+            if len(self._timeouts) >= _URLS_KEPT:
+                self._timeouts.clear()
+            made = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+        return made
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeout = request.extensions.get("timeout", {})
         headers = request.headers.multi_items()
         body = await request.aread()
         started = time.perf_counter()
         try:
             response = await self._client().request(
                 request.method,
-                str(request.url),
+                self._url(request.url),
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=self._timeout(request.extensions.get("timeout", {})),
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             connected = not isinstance(

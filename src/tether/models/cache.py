@@ -23,7 +23,6 @@ import hashlib
 import json
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -43,7 +42,7 @@ from tether.models.chat import (
     ToolCallEvent,
     UsageEvent,
 )
-from tether.quick_sqlite import run_quickly
+from tether.quick_sqlite import QuickDb
 from tether.types import Usage
 
 #: Bumped when the key's canonical form changes, so old rows simply stop matching.
@@ -53,15 +52,10 @@ _TABLE = "responses"
 _CHUNK = re.compile(r"\S+\s*|\s+")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(
-        f"CREATE TABLE IF NOT EXISTS {_TABLE} "
-        "(key TEXT PRIMARY KEY, created REAL NOT NULL, response TEXT NOT NULL)"
-    )
-    return db
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {_TABLE} "
+    "(key TEXT PRIMARY KEY, created REAL NOT NULL, response TEXT NOT NULL)"
+)
 
 
 def clear(path: str | Path) -> int:
@@ -114,10 +108,8 @@ class CachingChatModel:
         self._prompt_key = prompt_key
         self._schema_version = schema_version
         self._clock = clock
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = _connect(self.path)
-        self._lock = threading.RLock()
+        self._sql = QuickDb(path, schema=_SCHEMA)
+        self.path = self._sql.path
         self.hits = 0
         self.misses = 0
 
@@ -138,24 +130,22 @@ class CachingChatModel:
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    # -- storage (inline when free, else a worker thread; one connection, one lock) --
+    # -- storage (inline when free, else a worker thread) --
 
-    def _load(self, key: str) -> tuple[float, str] | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT created, response FROM {_TABLE} WHERE key = ?", (key,)
-            ).fetchone()
+    @staticmethod
+    def _load(db: sqlite3.Connection, key: str) -> tuple[float, str] | None:
+        row = db.execute(f"SELECT created, response FROM {_TABLE} WHERE key = ?", (key,)).fetchone()
         return None if row is None else (float(row[0]), str(row[1]))
 
-    def _save(self, key: str, created: float, response: str) -> None:
-        with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO {_TABLE} (key, created, response) VALUES (?, ?, ?)",
-                (key, created, response),
-            )
+    @staticmethod
+    def _save(db: sqlite3.Connection, key: str, created: float, response: str) -> None:
+        db.execute(
+            f"INSERT OR REPLACE INTO {_TABLE} (key, created, response) VALUES (?, ?, ?)",
+            (key, created, response),
+        )
 
     async def _lookup(self, key: str) -> ChatResponse | None:
-        found = await run_quickly(self._db, self._lock, lambda: self._load(key), timeout_ms=30_000)
+        found = await self._sql.run(lambda db: self._load(db, key))
         if found is None:
             return None
         created, stored = found
@@ -168,9 +158,7 @@ class CachingChatModel:
 
     async def _store(self, key: str, response: ChatResponse) -> None:
         created, body = self._clock(), response.model_dump_json()
-        await run_quickly(
-            self._db, self._lock, lambda: self._save(key, created, body), timeout_ms=30_000
-        )
+        await self._sql.run(lambda db: self._save(db, key, created, body))
 
     # -- ChatModel --
 
@@ -241,14 +229,13 @@ class CachingChatModel:
     def purge_expired(self) -> int:
         """Delete entries at or past their TTL; return how many were removed."""
         cutoff = self._clock() - self._ttl
-        with self._lock:
-            return self._db.execute(f"DELETE FROM {_TABLE} WHERE created <= ?", (cutoff,)).rowcount
+        return self._sql.call(
+            lambda db: db.execute(f"DELETE FROM {_TABLE} WHERE created <= ?", (cutoff,)).rowcount
+        )
 
     def clear(self) -> int:
         """Delete every entry in this cache's file; return how many were removed."""
-        with self._lock:
-            return self._db.execute(f"DELETE FROM {_TABLE}").rowcount
+        return self._sql.call(lambda db: db.execute(f"DELETE FROM {_TABLE}").rowcount)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._sql.close()

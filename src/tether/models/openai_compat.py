@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from pydantic_core import to_json
 
 from tether.errors import (
     AuthenticationError,
@@ -141,6 +142,12 @@ class OpenAICompatibleChat:
         # Parsed once: httpx re-parses a string URL (and merges it with base_url) on every
         # request, ~0.1 ms of CPU each; an absolute httpx.URL is reused as it is.
         self._url = self._client.base_url.join("chat/completions")
+        # What `build_request` would merge in on every call, merged once (~15 µs a call).
+        self._post_headers = {
+            **{k.decode("latin-1"): v.decode("latin-1") for k, v in self._client.headers.raw},
+            "Content-Type": "application/json",
+        }
+        self._post_extensions = {"timeout": self._client.timeout.as_dict()}
         self._model = model
         self._secrets = [api_key] if api_key else []
         self._first_token_timeout = first_token_timeout
@@ -192,13 +199,14 @@ class OpenAICompatibleChat:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         # Straight to the transport: the client's auth, redirect, cookie and hook layers
         # do nothing for this call (auth is a header, redirects are not followed) and cost
-        # ~0.1 ms per request. `build_request` still merges the client's headers and
-        # timeout, so the request on the wire is the same.
-        outgoing = self._client.build_request(
+        # ~0.1 ms per request. The request carries the client's headers and timeout, as
+        # `build_request` would make it, so what goes on the wire is the same.
+        outgoing = httpx.Request(
             "POST",
             self._url,
-            json=self._body(request, stream=False),
-            headers=self._headers(request),
+            headers={**self._post_headers, **self._headers(request)},
+            content=to_json(self._body(request, stream=False)),
+            extensions=self._post_extensions,
         )
         try:
             response = await self._transport.handle_async_request(outgoing)

@@ -15,6 +15,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 #: Seconds: from a cache hit (sub-millisecond) to a long generation.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -62,33 +63,44 @@ class Metrics:
         self.cache = Counter(
             "tether_response_cache", "Response-cache lookups by result.", ["result"], registry=r
         )
+        # `labels()` validates and locks on every call (~2 µs, seven times a model call);
+        # a child, once made, is the same object for good, so it is looked up here.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def observe(self, span: ReadableSpan) -> None:
-        attrs: dict[str, Any] = dict(span.attributes or {})
+        attrs = span.attributes or {}
         seconds = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
         failed = span.status.status_code is StatusCode.ERROR
         if failed:
-            self.errors.labels(
-                str(attrs.get("error.type") or span.status.description or "error")
+            self._child(
+                self.errors, str(attrs.get("error.type") or span.status.description or "error")
             ).inc()
         if attrs.get("gen_ai.operation.name") == "chat":
             model = str(attrs.get("tether.model", attrs.get("gen_ai.request.model", "?")))
-            self.model_calls.labels(model, "error" if failed else "ok").inc()
-            self.model_seconds.labels(model).observe(seconds)
+            self._child(self.model_calls, model, "error" if failed else "ok").inc()
+            self._child(self.model_seconds, model).observe(seconds)
             for direction in ("input", "output"):
                 tokens = attrs.get(f"gen_ai.usage.{direction}_tokens")
                 if isinstance(tokens, int):
-                    self.tokens.labels(model, direction).inc(tokens)
+                    self._child(self.tokens, model, direction).inc(tokens)
             cost = attrs.get("tether.cost_usd")
             if isinstance(cost, int | float) and cost > 0:
                 feature = str(attrs.get("tether.feature", ""))
-                self.cost.labels(model, feature, str(attrs.get("tether.tenant", ""))).inc(cost)
+                tenant = str(attrs.get("tether.tenant", ""))
+                self._child(self.cost, model, feature, tenant).inc(cost)
             hit = attrs.get("tether.cache.hit")
             if isinstance(hit, bool):
-                self.cache.labels("hit" if hit else "miss").inc()
+                self._child(self.cache, "hit" if hit else "miss").inc()
         if span.parent is None:
-            self.requests.labels(span.name, "error" if failed else "ok").inc()
-            self.request_seconds.labels(span.name).observe(seconds)
+            self._child(self.requests, span.name, "error" if failed else "ok").inc()
+            self._child(self.request_seconds, span.name).observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -45,7 +45,7 @@ class Guard:
         headers = dict(scope["headers"])
         # Always ours, never the client's: the id names a stored answer, so it must be
         # unguessable and impossible for one caller to aim at another's.
-        request_id = uuid.uuid4().hex
+        request_id = secrets.token_hex(16)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         method = scope["method"]

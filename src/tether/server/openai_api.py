@@ -10,8 +10,8 @@ cache and tracing. Citations travel in an extension field the OpenAI clients kee
 from __future__ import annotations
 
 import json
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -38,7 +38,7 @@ from tether.server.answers import answer_events
 from tether.server.auth import Caller, reader, service_of
 from tether.server.errors import ApiError, error_body, from_tether
 from tether.server.service import RAG_MODEL, Service
-from tether.server.wire import citation_payload, sse_response
+from tether.server.wire import FastJSONResponse, citation_payload, sse_response
 from tether.types import Message, Usage
 
 router = APIRouter(tags=["openai"])
@@ -212,7 +212,7 @@ async def chat_completions(
     caller: Annotated[Caller, Depends(reader)],
 ) -> JSONResponse | StreamingResponse:
     service = service_of(request)
-    completion_id = "chatcmpl-" + uuid.uuid4().hex
+    completion_id = "chatcmpl-" + secrets.token_hex(16)
     user = f"{caller.key.id}:{body.user}" if body.user else caller.key.id
     if body.model == RAG_MODEL:
         question = _question(body)
@@ -261,7 +261,7 @@ async def chat_completions(
         ],
         "usage": _usage_json(response.usage),
     }
-    return JSONResponse(payload)
+    return FastJSONResponse(payload)
 
 
 def _finish(reason: str) -> str:
@@ -366,7 +366,7 @@ async def _rag_complete(
         retrieved=[r.chunk.id for r in result.retrieved],
         trace_id=result.trace_id,
     )
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "id": completion_id,
             "object": "chat.completion",

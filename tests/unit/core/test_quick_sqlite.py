@@ -1,4 +1,4 @@
-"""run_quickly: inline when the database is free, a worker thread when it is locked."""
+"""QuickDb: inline when the database is free, a worker thread when it is locked."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from tether.ledger import Caller, Ledger, Limit
-from tether.quick_sqlite import run_quickly
+from tether.quick_sqlite import QuickDb, transaction
 
 
 async def test_free_database_runs_inline_on_the_loop_thread(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
-    threads: list[int] = []
-    result = await run_quickly(
-        db, threading.RLock(), lambda: threads.append(threading.get_ident()) or 7, timeout_ms=1000
-    )
-    assert result == 7 and threads == [threading.get_ident()]
+    quick = QuickDb(tmp_path / "q.db", schema="CREATE TABLE t (x INTEGER)")
+    seen: list[tuple[int, sqlite3.Connection]] = []
+
+    def op(db: sqlite3.Connection) -> int:
+        seen.append((threading.get_ident(), db))
+        return 7
+
+    assert await quick.run(op) == 7
+    assert seen == [(threading.get_ident(), quick.now)]
+    quick.close()
 
 
 async def test_a_locked_database_waits_in_a_thread_without_blocking_the_loop(
@@ -41,25 +47,69 @@ async def test_a_locked_database_waits_in_a_thread_without_blocking_the_loop(
     ledger.close()
 
 
-async def test_a_lock_held_by_another_thread_also_falls_back(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
-    lock = threading.RLock()
+async def test_a_busy_operation_is_rerun_whole_on_the_waiting_connection(
+    tmp_path: Path,
+) -> None:
+    quick = QuickDb(tmp_path / "q.db", schema="CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ran_on: list[tuple[int, sqlite3.Connection]] = []
+
+    def insert(db: sqlite3.Connection) -> None:
+        ran_on.append((threading.get_ident(), db))
+        db.execute("INSERT INTO t VALUES (1)")
+
+    task = asyncio.create_task(quick.run(lambda db: transaction(db, insert)))
+    await asyncio.sleep(0.05)
+    other.execute("ROLLBACK")
+    await asyncio.wait_for(task, 5)
+    # BEGIN IMMEDIATE failed at once on `now`, before `insert` ran; it ran once, waiting.
+    assert [db for _, db in ran_on] == [quick.waiting]
+    assert ran_on[0][0] != threading.get_ident()
+    assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1
+    other.close()
+    quick.close()
+
+
+async def test_the_waiting_connection_in_use_by_a_thread_also_sends_work_to_a_thread(
+    tmp_path: Path,
+) -> None:
+    quick = QuickDb(tmp_path / "q.db", schema="CREATE TABLE t (x INTEGER)")
     held, release = threading.Event(), threading.Event()
 
-    def holder() -> None:
-        with lock:
-            held.set()
-            release.wait(5)
+    def holder(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(5)
+        db.execute("INSERT INTO t VALUES (1)")
+        db.execute("COMMIT")
 
-    thread = threading.Thread(target=holder)
+    thread = threading.Thread(target=quick.call, args=(holder,))
     thread.start()
     held.wait(5)
     task = asyncio.create_task(
-        run_quickly(db, lock, lambda: threading.get_ident(), timeout_ms=1000)
+        quick.run(
+            lambda db: transaction(db, lambda d: d.execute("INSERT INTO t VALUES (2)").rowcount)
+        )
     )
     await asyncio.sleep(0.02)
     assert not task.done()
     release.set()
-    ran_on = await asyncio.wait_for(task, 5)
+    assert await asyncio.wait_for(task, 5) == 1
     thread.join()
-    assert ran_on != threading.get_ident()
+    assert sorted(r[0] for r in quick.waiting.execute("SELECT x FROM t")) == [1, 2]
+    quick.close()
+
+
+async def test_other_errors_are_raised_not_retried(tmp_path: Path) -> None:
+    quick = QuickDb(tmp_path / "q.db")
+    calls: list[sqlite3.Connection] = []
+
+    def broken(db: sqlite3.Connection) -> None:
+        calls.append(db)
+        db.execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await quick.run(broken)
+    assert calls == [quick.now]
+    quick.close()

@@ -210,7 +210,7 @@ async def test_request_only_limits_write_each_call_once(tmp_path: Path) -> None:
     ]
     assert spent(ledger) == 13
     # the running totals still move, so a window limit added later sees this spend
-    assert ledger._total("user_day", "ann", datetime.now(UTC).strftime("%Y-%m-%d"))[0] == 13
+    assert ledger.total("user_day", "ann", datetime.now(UTC).strftime("%Y-%m-%d"))[0] == 13
 
 
 async def test_request_only_limits_still_refuse_an_oversized_call(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -97,6 +98,37 @@ async def test_a_wait_past_the_deadline_is_not_started() -> None:
     with pytest.raises(RateLimited):
         await model.chat(REQUEST)
     assert model.attempts == 1 and sleeps == []
+
+
+async def test_the_deadline_counts_the_time_the_first_attempt_took() -> None:
+    """The first attempt runs outside tenacity; its duration still spends the deadline."""
+
+    class Slow(FakeChatModel):
+        async def chat(self, request: ChatRequest) -> ChatResponse:
+            await asyncio.sleep(0.06)
+            return await super().chat(request)
+
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    slow = Slow([ProviderUnavailable("503"), "ok"])
+    model = RetryingChatModel(
+        slow, RetryPolicy(base_delay=0.01, deadline=0.05), sleep=sleep, rng=lambda: 1.0
+    )
+    with pytest.raises(ProviderUnavailable):
+        await model.chat(REQUEST)
+    assert model.attempts == 1 and sleeps == []
+    # Within the deadline the same failure is retried, and the wait follows attempt 1.
+    quick = RetryingChatModel(
+        FakeChatModel([ProviderUnavailable("503"), "ok"]),
+        RetryPolicy(base_delay=0.01, deadline=5.0),
+        sleep=sleep,
+        rng=lambda: 1.0,
+    )
+    assert (await quick.chat(REQUEST)).text == "ok"
+    assert quick.attempts == 2 and sleeps == [0.01]
 
 
 async def test_every_attempt_carries_the_same_idempotency_key() -> None:
