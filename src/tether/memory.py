@@ -975,9 +975,9 @@ class Memory:
     def _remaining(db: sqlite3.Connection, target: _Target) -> int:
         fact_where, fact_args = target.facts_where()
         conv_where, conv_args = target.conversations_where()
-        facts = db.execute(f"SELECT COUNT(*) FROM facts WHERE {fact_where}", fact_args).fetchone()[
-            0
-        ]
+        (facts,) = db.execute(
+            f"SELECT COUNT(*) FROM facts WHERE {fact_where}", fact_args
+        ).fetchone()
         conversations = db.execute(
             f"SELECT COUNT(*) FROM conversations WHERE {conv_where}", conv_args
         ).fetchone()[0]

@@ -87,7 +87,10 @@ class QuickDb:
             self.path, schema=schema, synchronous=synchronous, timeout_s=timeout_s, pragmas=pragmas
         )
         self.lock = threading.RLock()
-        self.now = connect(self.path, synchronous=synchronous, timeout_s=0.0, pragmas=pragmas)
+        # Opened with a busy timeout like any other connection (opening may have to wait
+        # for another process's WAL recovery); it never waits once open.
+        self.now = connect(self.path, synchronous=synchronous, timeout_s=timeout_s, pragmas=pragmas)
+        self.now.execute("PRAGMA busy_timeout=0")
         self._now_lock = threading.Lock()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -108,6 +108,38 @@ async def test_chat_sends_the_wire_format_and_parses_the_reply() -> None:
     )
 
 
+async def test_chat_sends_exactly_what_the_httpx_client_would_build() -> None:
+    """The non-streaming call builds its request itself (for speed): headers, body bytes
+    and timeouts must stay those of `AsyncClient.build_request`."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=completion())
+
+    chat = model(httpx.MockTransport(handler), timeout=httpx.Timeout(7.0, connect=2.0))
+    request = ChatRequest(
+        messages=(Message(role="user", content="héllo ✓ \"quoted\""),),
+        max_tokens=8,
+        temperature=0.5,
+        stop=("END",),
+        idempotency_key="idem-7",
+    )
+    await chat.chat(request)
+    expected = chat._client.build_request(
+        "POST",
+        "chat/completions",
+        json=chat._body(request, stream=False),
+        headers={"Idempotency-Key": "idem-7"},
+    )
+    sent = seen[0]
+    assert sent.url == expected.url
+    assert sorted(sent.headers.raw) == sorted(expected.headers.raw)
+    assert sent.content == expected.read()
+    assert sent.extensions["timeout"] == expected.extensions["timeout"]
+    assert sent.extensions["timeout"]["connect"] == 2.0
+
+
 async def test_chat_parses_tool_calls() -> None:
     message = {
         "role": "assistant",
