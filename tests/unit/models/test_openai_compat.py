@@ -119,7 +119,7 @@ async def test_chat_sends_exactly_what_the_httpx_client_would_build() -> None:
 
     chat = model(httpx.MockTransport(handler), timeout=httpx.Timeout(7.0, connect=2.0))
     request = ChatRequest(
-        messages=(Message(role="user", content="héllo ✓ \"quoted\""),),
+        messages=(Message(role="user", content='héllo ✓ "quoted"'),),
         max_tokens=8,
         temperature=0.5,
         stop=("END",),
