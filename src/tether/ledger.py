@@ -161,7 +161,7 @@ class Ledger:
 
     @staticmethod
     def _period(now: datetime) -> tuple[str, str]:
-        """The day and month a call is counted in (UTC)."""
+        """The day and month a call is counted in (of `now`'s time zone; UTC by default)."""
         day = now.strftime("%Y-%m-%d")
         return day, day[:7]
 

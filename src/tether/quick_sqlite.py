@@ -62,10 +62,13 @@ def transaction(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -
     db.execute("BEGIN IMMEDIATE")
     try:
         result = fn(db)
+        # Inside the try: a COMMIT that fails must not leave the transaction open, holding
+        # the write lock against the retry on the other connection.
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
     return result
 
 

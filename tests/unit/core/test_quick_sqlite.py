@@ -113,3 +113,26 @@ async def test_other_errors_are_raised_not_retried(tmp_path: Path) -> None:
         await quick.run(broken)
     assert calls == [quick.now]
     quick.close()
+
+
+def test_a_failed_commit_leaves_no_transaction_holding_the_lock(tmp_path: Path) -> None:
+    # A deferred foreign key is checked at COMMIT, so COMMIT itself fails.
+    quick = QuickDb(
+        tmp_path / "q.db",
+        schema="CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        pragmas=("foreign_keys=ON",),
+    )
+
+    def orphan(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO child VALUES (42)")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        quick.call(lambda db: transaction(db, orphan))
+    assert not quick.waiting.in_transaction
+    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # the write lock is free
+    assert other.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
+    other.execute("ROLLBACK")
+    other.close()
+    quick.close()
