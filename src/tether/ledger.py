@@ -171,6 +171,7 @@ class Ledger:
         caller: Caller,
         model: str,
         now: datetime,
+        period: tuple[str, str],
         state: str,
         tokens: int,
         usd: float,
@@ -179,7 +180,7 @@ class Ledger:
         outcome: str = "",
     ) -> int:
         usage = usage or Usage()
-        day, month = Ledger._period(now)
+        day, month = period
         cursor = db.execute(
             "INSERT INTO calls (ts, day, month, model, user, feature, tenant, state, tokens, "
             "usd, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, "
@@ -230,7 +231,9 @@ class Ledger:
                 )
                 _check(limit, caller, "tokens", limit.tokens, spent_tokens, tokens)
                 _check(limit, caller, "usd", limit.usd, spent_usd, usd)
-            reservation = self._insert_call(db, caller, model, when, "reserved", tokens, usd)
+            reservation = self._insert_call(
+                db, caller, model, when, (day, month), "reserved", tokens, usd
+            )
             self._add(db, slots, tokens, usd)
             return reservation
 
@@ -247,6 +250,7 @@ class Ledger:
         now: datetime | None,
     ) -> Callable[[sqlite3.Connection], None]:
         when = now or datetime.now(UTC)
+        day, month = self._period(when)
         total = usage.input_tokens + usage.output_tokens if usage else 0
 
         def op(db: sqlite3.Connection) -> None:
@@ -255,6 +259,7 @@ class Ledger:
                 caller,
                 model,
                 when,
+                (day, month),
                 "settled" if usage else "released",
                 total,
                 usd if usage else 0.0,
@@ -263,7 +268,6 @@ class Ledger:
                 outcome,
             )
             if usage:
-                day, month = self._period(when)
                 self._add(
                     db,
                     self._slots(caller.user, caller.feature, caller.tenant, day, month),

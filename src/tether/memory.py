@@ -543,8 +543,6 @@ class Memory:
         # secure_delete on from the start: superseded rows rewritten and folded messages
         # deleted must not leave their bytes in free pages for a later forget to chase.
         self._sql = QuickDb(self.path, schema=_SCHEMA, pragmas=("secure_delete=ON",))
-        # The waiting connection, for work already off the event loop (forget's checks).
-        self._db, self._lock = self._sql.waiting, self._sql.lock
         #: Folds skipped because the summarizer failed (the messages stay verbatim and
         #: the next message retries the fold).
         self.summary_failures = 0
@@ -858,7 +856,9 @@ class Memory:
         is not there (or is another tenant's) removes nothing and is verified.
         """
         target = _Target.of(_tenant(tenant), fact_id, conversation_id, user, subject)
-        checked, conversation_ids, distinct = await asyncio.to_thread(self._preview, target)
+        checked, conversation_ids, distinct = await asyncio.to_thread(
+            self._sql.call, lambda db: self._preview(db, target)
+        )
         scope = ForgetScope(
             tenant=tenant,
             texts=tuple(checked),
@@ -882,9 +882,9 @@ class Memory:
         # Rows added since the preview (a message arriving mid-forget) are deleted too;
         # their texts were not searched for elsewhere, but they are still verified.
         late = sorted(set(texts) - set(distinct))
-        late_checked = await asyncio.to_thread(self._checkable, late)
+        late_checked = await asyncio.to_thread(self._sql.call, lambda db: self._checkable(db, late))
         verify = [*checked, *late_checked]
-        await asyncio.to_thread(self._settle, verify)
+        await asyncio.to_thread(self._sql.call, lambda db: settle(db, self.path, verify))
 
         left = await self._run(lambda db: self._remaining(db, target))
         residue = await asyncio.to_thread(
@@ -899,19 +899,20 @@ class Memory:
             unchecked_texts=len(distinct) + len(late) - len(verify),
         )
 
-    def _preview(self, target: _Target) -> tuple[list[str], list[str], list[str]]:
+    def _preview(
+        self, db: sqlite3.Connection, target: _Target
+    ) -> tuple[list[str], list[str], list[str]]:
         """What forgetting `target` would remove: the texts to search for elsewhere, the
         conversation ids, and all distinct texts. Found by deleting inside a transaction
         that is rolled back, so "still held by another row" is judged against exactly the
         rows that will remain."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                _, texts, conversation_ids = self._delete(self._db, target)
-                distinct = sorted(set(texts))
-                checked = self._checkable(distinct)
-            finally:
-                self._db.execute("ROLLBACK")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            _, texts, conversation_ids = self._delete(db, target)
+            distinct = sorted(set(texts))
+            checked = self._checkable(db, distinct)
+        finally:
+            db.execute("ROLLBACK")
         return checked, conversation_ids, distinct
 
     def _delete(
@@ -948,28 +949,23 @@ class Memory:
         texts = [str(f[0]) for f in facts] + [str(c[1]) for c in conversations] + contents
         return removed, [t for t in texts if t.strip()], ids
 
-    def _checkable(self, texts: Sequence[str]) -> list[str]:
+    def _checkable(self, db: sqlite3.Connection, texts: Sequence[str]) -> list[str]:
         """The texts that can be searched for and verified: long enough not to match
         unrelated bytes, and held by no remaining row (another user's identical fact would
         otherwise make verification impossible and widen deletions elsewhere)."""
         out: list[str] = []
-        with self._lock:
-            for text in texts:
-                if len(text) < self._min_match:
-                    continue
-                still = self._db.execute(
-                    "SELECT 1 FROM facts WHERE instr(value, ?1) > 0 "
-                    "UNION ALL SELECT 1 FROM messages WHERE instr(content, ?1) > 0 "
-                    "UNION ALL SELECT 1 FROM conversations WHERE instr(summary, ?1) > 0 LIMIT 1",
-                    (text,),
-                ).fetchone()
-                if still is None:
-                    out.append(text)
+        for text in texts:
+            if len(text) < self._min_match:
+                continue
+            still = db.execute(
+                "SELECT 1 FROM facts WHERE instr(value, ?1) > 0 "
+                "UNION ALL SELECT 1 FROM messages WHERE instr(content, ?1) > 0 "
+                "UNION ALL SELECT 1 FROM conversations WHERE instr(summary, ?1) > 0 LIMIT 1",
+                (text,),
+            ).fetchone()
+            if still is None:
+                out.append(text)
         return out
-
-    def _settle(self, texts: Sequence[str]) -> None:
-        with self._lock:
-            settle(self._db, self.path, texts)
 
     @staticmethod
     def _remaining(db: sqlite3.Connection, target: _Target) -> int:

@@ -24,9 +24,9 @@ log = logging.getLogger("tether.models.aiohttp_transport")
 
 #: Idle upstream connections kept per host; enough for a few hundred requests in flight.
 MAX_CONNECTIONS = 256
-#: Parsed upstream URLs kept: a gateway calls a handful of endpoints, and aiohttp would
-#: otherwise parse the same string again on every request (~7 µs here).
-_URLS_KEPT = 256
+#: Parsed upstream URLs (and timeouts) kept: a gateway calls a handful of endpoints, and
+#: aiohttp would otherwise parse the same string again on every request (~7 µs here).
+_KEPT = 256
 
 
 def _mapped(exc: BaseException, phase: str) -> httpx.TransportError:
@@ -94,7 +94,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         text = str(url)
         parsed = self._urls.get(text)
         if parsed is None:
-            if len(self._urls) >= _URLS_KEPT:
+            if len(self._urls) >= _KEPT:
                 self._urls.clear()
             # httpx has already percent-encoded it: parse, don't re-encode.
             parsed = self._urls[text] = URL(text, encoded=True)
@@ -104,7 +104,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (timeout.get("pool"), timeout.get("connect"), timeout.get("read"))
         made = self._timeouts.get(key)
         if made is None:
-            if len(self._timeouts) >= _URLS_KEPT:
+            if len(self._timeouts) >= _KEPT:
                 self._timeouts.clear()
             made = self._timeouts[key] = aiohttp.ClientTimeout(
                 total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from tether.errors import TetherError
 from tether.observability.redacting import redacted_attributes
+from tether.quick_sqlite import transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -133,15 +134,12 @@ class SpanStore:
             for r in records
         ]
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
+            transaction(
+                self._db,
+                lambda db: db.executemany(
                     "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                ),
+            )
 
     def resolve(self, trace_id: str) -> str:
         """The full id for an id or a unique prefix of at least 6 characters."""
