@@ -76,6 +76,13 @@ def serving(env: Env, *, timeout: float = 60.0, workers: int = 1) -> Iterator[Se
                 raise RuntimeError("tether serve did not become ready")
             time.sleep(0.1)
         yield Server(url, env, process)
+        if process.poll() is not None:
+            # Died while the tests ran (a worker that failed to start stops them all):
+            # say why here, or the tests only show "connection refused".
+            raise RuntimeError(
+                f"tether serve exited with {process.returncode} during the tests: "
+                f"{(env.root / f'serve-{port}.log').read_text(errors='replace')[-4000:]}"
+            )
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
