@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -31,6 +32,24 @@ Synchronous = Literal["NORMAL", "FULL"]
 def _busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
+
+
+def use_wal(db: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """Put `db`'s file in WAL mode. Processes opening a new file at once (the workers of
+    `tether serve --workers N` at first start) race to switch it, and SQLite answers the
+    loser "database is locked" at once, whatever its busy timeout: 110 of 400 such opens
+    failed here. So the loser waits and tries again, up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def connect(
@@ -48,7 +67,7 @@ def connect(
     file = Path(path).expanduser()
     file.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=timeout_s)
-    db.execute("PRAGMA journal_mode=WAL")
+    use_wal(db, timeout_s)
     db.execute(f"PRAGMA synchronous={synchronous}")
     for pragma in pragmas:
         db.execute(f"PRAGMA {pragma}")

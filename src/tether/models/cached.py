@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tether.models.embedder import Embedder, TextKind, Vectors
+from tether.quick_sqlite import use_wal
 
 _BATCH = 500
 #: Recent query vectors kept in memory (384 floats each: 4,096 of them take 6 MB).
@@ -34,7 +35,7 @@ class CachedEmbedder:
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, vector BLOB NOT NULL)"

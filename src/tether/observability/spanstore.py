@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from tether.errors import TetherError
 from tether.observability.redacting import redacted_attributes
-from tether.quick_sqlite import transaction
+from tether.quick_sqlite import transaction, use_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -112,7 +112,7 @@ class SpanStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
 

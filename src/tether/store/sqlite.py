@@ -23,6 +23,7 @@ import numpy.typing as npt
 from tether.errors import StoreError
 from tether.lexical import query_terms
 from tether.models.embedder import Vectors
+from tether.quick_sqlite import use_wal
 from tether.store.bm25 import BM25Params, Postings, build_postings
 from tether.store.filters import Filter, compile_sqlite, normalise_time
 from tether.store.protocol import DocumentRecord, Scope, check_batch
@@ -157,7 +158,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(_SCHEMA)

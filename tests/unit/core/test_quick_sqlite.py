@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +138,32 @@ def test_a_failed_commit_leaves_no_transaction_holding_the_lock(tmp_path: Path) 
     other.execute("ROLLBACK")
     other.close()
     quick.close()
+
+
+def _open_at_once(path: str, barrier: Any, failures: Any) -> None:
+    barrier.wait()
+    try:
+        QuickDb(path, schema="CREATE TABLE IF NOT EXISTS t (x INTEGER)").close()
+    except sqlite3.Error as exc:
+        failures.put(str(exc))
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two workers of `tether serve --workers 2` create the same files at first start;
+    SQLite refuses the loser of the switch to WAL at once, busy timeout or not (without
+    the retry about a quarter of such opens failed here)."""
+    ctx = multiprocessing.get_context("fork")
+    failures = ctx.Queue()
+    for i in range(20):
+        barrier = ctx.Barrier(2)
+        path = str(tmp_path / f"new-{i}.db")
+        workers = [ctx.Process(target=_open_at_once, args=(path, barrier, failures)) for _ in "ab"]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+            assert worker.exitcode == 0
+    assert failures.empty()
+    assert sqlite3.connect(tmp_path / "new-0.db").execute("PRAGMA journal_mode").fetchone() == (
+        "wal",
+    )
