@@ -240,3 +240,16 @@ def test_a_malformed_prompt_pin_is_a_config_error(isolated: Path) -> None:
     _write_toml(isolated, '[features.ask]\nprompt = "qa.answer-latest"\n')
     with pytest.raises(ConfigError, match="id@version"):
         load_settings()
+
+
+def test_hardening_17_configuration_reference_is_generated_from_settings() -> None:
+    """Finding 17: docs/configuration.md missed many settings. Its table is generated from
+    the Settings model, and this fails when the two disagree."""
+    from tether.settings import Settings
+    from tether.settings_doc import DOC, render
+
+    current = DOC.read_text(encoding="utf-8")
+    assert render(current) == current, "run: python -m tether.settings_doc"
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
+        assert f"`TETHER_{name.upper()}`" in current
